@@ -1,0 +1,73 @@
+"""Defaults for every environment.
+
+Loaded first; then the file named by ``MAILER_ENV`` (``development.py``,
+``production.py`` or ``testing.py``) overrides some of them; then the
+``MAILER_*`` environment variables override both (see ``mailer/config.py``).
+Names here are Flask config keys: the variable ``MAILER_FOO`` sets ``FOO``.
+"""
+
+# The database: None means a SQLite file under the instance folder.
+DATABASE_URL = None
+SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
+BASE_URL = "http://127.0.0.1:5000"
+# None means the built-in capture server (development) or an error (production).
+SMTP_URL = None
+FROM = "Notizie Tech <newsletter@localhost>"
+# Feed URLs; None means the bundled demo feed served by the app in development.
+FEEDS = None
+DIGEST_SCHEDULE = "0 8 * * mon"
+FEED_INTERVAL = 60
+TIMEZONE = "Europe/Rome"
+LOCALE = "it"
+# Four persistent connections keep a local MTA busy without tripping the
+# per-client connection limits common on relays (Postfix defaults to 50).
+SMTP_CONNECTIONS = 4
+SEND_RATE = 0.0
+CORS_ORIGINS: list[str] = []
+DKIM_DOMAIN = None
+DKIM_SELECTOR = None
+DKIM_KEY_FILE = None
+SIGNUP_LIMIT = "10/minute;100/hour"
+
+# Beyond the contract: settings with no MAILER_ variable of their own yet.
+SITE_NAME = "Notizie Tech"
+SITE_URL = "https://www.example.it"
+LOGO_URL = None
+POSTAL_ADDRESS = "Notizie Tech S.r.l., Via dell'Esempio 1, 00100 Roma (RM)"
+PRIVACY_URL = "/privacy"
+# Where the capture SMTP server listens, and the Maildir it writes to.
+CAPTURE_SMTP_HOST = "127.0.0.1"
+CAPTURE_SMTP_PORT = 2525
+CAPTURE_MAILDIR = None  # None: instance/captured-mail
+# Envelope sender (Return-Path) for bounces; None: the address in FROM.
+BOUNCE_ADDRESS = None
+LIST_ID = "Notizie Tech <digest.newsletter.localhost>"
+# Topics readers can choose; feed categories are matched against the aliases.
+TOPICS = {
+    "ai": {"it": "Intelligenza artificiale", "en": "Artificial intelligence",
+           "aliases": ["ai", "intelligenza artificiale", "ia", "machine learning", "llm", "artificial intelligence"]},
+    "security": {"it": "Cybersecurity", "en": "Cybersecurity",
+                 "aliases": ["cybersecurity", "sicurezza", "security", "malware", "privacy"]},
+    "web": {"it": "Web", "en": "Web",
+            "aliases": ["web", "web development", "sviluppo web", "javascript", "css", "html", "browser"]},
+    "mobile": {"it": "Mobile", "en": "Mobile",
+               "aliases": ["mobile", "smartphone", "android", "ios", "app"]},
+    "hardware": {"it": "Hardware", "en": "Hardware",
+                 "aliases": ["hardware", "cpu", "gpu", "processori", "chip"]},
+    "other": {"it": "Altro", "en": "Other", "aliases": []},
+}
+FALLBACK_TOPIC = "other"
+# Unconfirmed signups older than this are purged, and their links stop working.
+PURGE_UNCONFIRMED_DAYS = 7
+# Articles a new feed's first fetch keeps: only those of the last N days.
+FIRST_FETCH_DAYS = 7
+FEED_FAILURE_ALERT = 5
+FEED_MAX_BYTES = 10 * 1024 * 1024
+FEED_TIMEOUT = 30.0
+DIGEST_MIN_ARTICLES = 1
+DIGEST_MAX_ARTICLES = 30
+# Temporary failures are retried for this long before a delivery fails for good.
+DELIVERY_GIVE_UP_HOURS = 72
+# Confirmation mails: per address and overall.
+CONFIRM_MAILS_PER_HOUR = 500
+LOG_JSON = False

@@ -1,0 +1,69 @@
+"""A self-hosted newsletter for news sites: signup, feeds, weekly digest, delivery.
+
+``create_app()`` builds everything: configuration, database, blueprints and the
+command line. Nothing reads the configuration at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from mailer.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: config -> db -> extensions -> blueprints -> cli.
+
+    ``test_config`` overrides everything else (the tests use it for a fresh
+    database and their own SMTP server). Raises ``ConfigError`` on a bad value.
+    """
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("MAILER_INSTANCE_PATH", str(ROOT / "instance")),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "mailer" / "static"),
+    )
+    config = load_config(os.environ, test_config)
+    _fill_embedded_defaults(app, config)
+    app.config.update(config)
+
+    from mailer import db, i18n, logs, security
+
+    logs.init_app(app)
+    db.init_app(app)
+    i18n.init_app(app)
+    security.init_app(app)
+
+    from mailer import admin, cli, devmail, digest, feeds, health, subscriptions
+
+    app.register_blueprint(subscriptions.bp)
+    app.register_blueprint(digest.bp)
+    app.register_blueprint(feeds.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(health.bp)
+    if app.config.get("SHOW_CAPTURED_MAIL"):
+        app.register_blueprint(devmail.bp)
+    subscriptions.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def _fill_embedded_defaults(app: Flask, config: dict[str, Any]) -> None:
+    """Fill what was left unset with the embedded defaults (SQLite, capture, demo)."""
+    instance = Path(app.instance_path)
+    if not config.get("DATABASE_URL"):
+        instance.mkdir(parents=True, exist_ok=True)
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'mailer.sqlite3'}"
+    if not config.get("CAPTURE_MAILDIR"):
+        config["CAPTURE_MAILDIR"] = str(instance / "captured-mail")
+    if not config.get("SMTP_URL"):
+        config["SMTP_URL"] = f"smtp://{config['CAPTURE_SMTP_HOST']}:{config['CAPTURE_SMTP_PORT']}"
+    if config.get("FEEDS") is None:
+        config["FEEDS"] = [] if config["ENV"] == "production" else [f"{config['BASE_URL']}/demo/feed.xml"]

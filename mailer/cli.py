@@ -1,0 +1,202 @@
+"""The command line: ``flask --app wsgi <group> <command>``.
+
+Thin wrappers: each command parses its arguments, calls the stage functions
+(or a job of ``scheduler.py`` when it takes several stages in order), prints
+what happened and picks the exit status of the public contract.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from mailer.db import session_scope
+
+EX_TEMPFAIL = 75
+
+db_cli = AppGroup("db", help="Create or migrate the database schema.")
+feeds_cli = AppGroup("feeds", help="Poll the RSS/Atom feeds.")
+digest_cli = AppGroup("digest", help="Compose, preview and send the weekly digest.")
+subscribers_cli = AppGroup("subscribers", help="Import and export subscribers.")
+scheduler_cli = AppGroup("scheduler", help="Run the scheduler.")
+admin_cli = AppGroup("admin", help="Manage admin accounts.")
+
+
+def fail(message: str, status: int = 1) -> None:
+    """Print one line naming the problem and exit non-zero."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Create the schema, or migrate it to REVISION (default: the newest)."""
+    from mailer import migrate
+
+    migrate.upgrade(current_app.config["DATABASE_URL"], revision)
+    click.echo("database is up to date")
+
+
+@db_cli.command("migrate")
+@click.option("-m", "--message", required=True, help="What the migration changes.")
+def db_migrate(message: str) -> None:
+    """Write a new migration from the models (for developers)."""
+    from mailer import migrate
+
+    migrate.revision(current_app.config["DATABASE_URL"], message)
+
+
+@feeds_cli.command("fetch")
+def feeds_fetch() -> None:
+    """Poll every feed now and store new articles; exit 1 if any feed failed."""
+    from mailer import scheduler
+
+    results = scheduler.poll_feeds(current_app._get_current_object())  # type: ignore[attr-defined]
+    for result in results:
+        click.echo(result.line())
+    if any(not r.ok for r in results):
+        sys.exit(1)
+
+
+@digest_cli.command("send")
+def digest_send() -> None:
+    """Finish any unfinished digest, then compose and send a new one if any.
+
+    Exit 0 when every delivery is settled, 75 when some wait for a retry.
+    """
+    from mailer import scheduler
+    from mailer.delivery import DeliveryError
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        report = scheduler.send_digest(app, poll=False, echo=click.echo)
+    except DeliveryError as exc:
+        fail(str(exc))
+    if report.deferred:
+        click.echo(f"{report.deferred} deliveries deferred by temporary failures: run again later")
+        sys.exit(EX_TEMPFAIL)
+
+
+@digest_cli.command("preview")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.option("--language", default=None, help="it or en (default: MAILER_LOCALE).")
+def digest_preview(out: Path, language: str | None) -> None:
+    """Write the next digest's HTML to OUT without sending anything."""
+    from mailer.digest import render_preview
+
+    with session_scope() as session:
+        html = render_preview(session, current_app.config, language or current_app.config["LOCALE"])
+    if html is None:
+        click.echo("no new articles: the next digest would not be sent")
+        html = ""
+    out.write_text(html, encoding="utf-8")
+    click.echo(f"wrote {out}")
+
+
+@digest_cli.command("pause")
+@click.argument("digest_id", type=int, required=False)
+def digest_pause(digest_id: int | None) -> None:
+    """Pause the sending digest (or DIGEST_ID); running senders stop soon after."""
+    from mailer.delivery import pause_digest
+
+    with session_scope() as session:
+        digest = pause_digest(session, digest_id, reason="paused from the command line")
+    if digest is None:
+        fail("no digest is sending")
+    else:
+        click.echo(f"digest {digest.id} paused")
+
+
+@digest_cli.command("resume")
+@click.argument("digest_id", type=int, required=False)
+def digest_resume(digest_id: int | None) -> None:
+    """Resume a paused digest; the next ``digest send`` finishes it."""
+    from mailer.delivery import resume_digest
+
+    with session_scope() as session:
+        digest = resume_digest(session, digest_id)
+    if digest is None:
+        fail("no digest is paused")
+    else:
+        click.echo(f"digest {digest.id} resumed: run 'digest send' or let the scheduler")
+
+
+@subscribers_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--confirmed", is_flag=True, help="The readers already consented elsewhere.")
+def subscribers_import(file: Path, confirmed: bool) -> None:
+    """Import a CSV with a header row and an ``email`` column."""
+    from mailer.subscriptions import CsvError, import_csv
+
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle, session_scope() as session:
+            report = import_csv(session, handle, confirmed=confirmed, source=file.name)
+    except (CsvError, UnicodeDecodeError) as exc:
+        fail(f"{file}: {exc}")
+    for problem in report.problems:
+        click.echo(f"{file}:{problem.line}: {problem.reason}", err=True)
+    click.echo(report.summary())
+
+
+@subscribers_cli.command("export")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+def subscribers_export(out: Path | None) -> None:
+    """Write every subscriber, with status and consent record, as CSV."""
+    from mailer.subscriptions import export_csv
+
+    with session_scope() as session:
+        if out is None:
+            export_csv(session, sys.stdout)
+        else:
+            with out.open("w", newline="", encoding="utf-8") as handle:
+                count = export_csv(session, handle)
+            click.echo(f"wrote {count} subscribers to {out}", err=True)
+
+
+@scheduler_cli.command("run")
+def scheduler_run() -> None:
+    """Run the scheduler in the foreground until Ctrl-C or SIGTERM."""
+    from mailer import scheduler
+
+    scheduler.run_forever(current_app._get_current_object())  # type: ignore[attr-defined]
+
+
+@admin_cli.command("create")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def admin_create(email: str, password_stdin: bool) -> None:
+    """Create an admin account for EMAIL."""
+    from mailer.admin import AdminError, create_admin
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with session_scope() as session:
+            create_admin(session, email, password)
+    except AdminError as exc:
+        fail(str(exc))
+    click.echo(f"admin {email} created")
+
+
+@click.command("devserver")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+def devserver(host: str, port: int) -> None:
+    """Run everything on embedded defaults: web app, capture SMTP, scheduler."""
+    from mailer.devmail.server import run_devserver
+
+    run_devserver(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
+
+
+def init_app(app: Flask) -> None:
+    """Register the command groups."""
+    for group in (db_cli, feeds_cli, digest_cli, subscribers_cli, scheduler_cli, admin_cli):
+        app.cli.add_command(group)
+    app.cli.add_command(devserver)

@@ -1,0 +1,183 @@
+"""Configuration: defaults, then the file for ``MAILER_ENV``, then ``MAILER_*``.
+
+Every variable of the public contract is parsed and checked here, at start-up,
+so that a bad value stops the app with one line naming the variable instead of
+failing later in the middle of a send.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+ENVIRONMENTS = ("development", "production", "testing")
+LOCALES = ("it", "en")
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the variable."""
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"expected a {'/'.join(schemes)} URL with a host")
+    parts.port  # noqa: B018 - raises ValueError on a bad port
+    return value
+
+
+def _base_url(value: str) -> str:
+    return _url(value, ("http", "https")).rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(value)
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError("only sqlite and postgresql are supported")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be 1 or more")
+    return number
+
+
+def _rate(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError("must be 0 (no limit) or more")
+    return number
+
+
+def _cron(value: str) -> str:
+    CronTrigger.from_crontab(value)
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("unknown time zone") from exc
+    return value
+
+
+def _locale(value: str) -> str:
+    if value not in LOCALES:
+        raise ValueError(f"expected one of {', '.join(LOCALES)}")
+    return value
+
+
+def _url_list(value: str) -> list[str]:
+    return [_url(item, ("http", "https")) for item in re.split(r"[\s,]+", value) if item]
+
+
+def _origins(value: str) -> list[str]:
+    return [_base_url(item) for item in re.split(r"[\s,]+", value) if item]
+
+
+def _address(value: str) -> str:
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    if "\r" in value or "\n" in value:
+        raise ValueError("line breaks are not allowed")
+    name, addr = parseaddr(value)
+    if "@" not in addr:
+        raise ValueError("expected an address such as 'News <news@example.it>'")
+    Address(display_name=name, addr_spec=addr)
+    return value
+
+
+def _existing_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise ValueError("no such file")
+    return value
+
+
+def _limit(value: str) -> str:
+    from limits import parse_many
+
+    parse_many(value)
+    return value
+
+
+def _text(value: str) -> str:
+    return value
+
+
+# MAILER_<NAME> -> (config key, parser). Parsers raise ValueError with a reason.
+VARIABLES: Mapping[str, Callable[[str], Any]] = {
+    "DATABASE_URL": _database_url,
+    "SECRET_KEY": _text,
+    "BASE_URL": _base_url,
+    "SMTP_URL": lambda v: _url(v, SMTP_SCHEMES),
+    "FROM": _address,
+    "FEEDS": _url_list,
+    "DIGEST_SCHEDULE": _cron,
+    "FEED_INTERVAL": _positive_int,
+    "TIMEZONE": _timezone,
+    "LOCALE": _locale,
+    "SMTP_CONNECTIONS": _positive_int,
+    "SEND_RATE": _rate,
+    "CORS_ORIGINS": _origins,
+    "DKIM_DOMAIN": _text,
+    "DKIM_SELECTOR": _text,
+    "DKIM_KEY_FILE": _existing_file,
+    "SIGNUP_LIMIT": _limit,
+    "LOG_JSON": lambda v: v.lower() in ("1", "true", "yes"),
+}
+
+
+def load_config(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the configuration for ``environ``, checked; raise ConfigError.
+
+    ``overrides`` (the tests' ``test_config``) apply last, after the variables.
+    """
+    env = environ.get("MAILER_ENV", "development")
+    if overrides and "ENV" in overrides:
+        env = overrides["ENV"]
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"MAILER_ENV: expected one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+    config: dict[str, Any] = {}
+    for module_name in ("config.defaults", f"config.{env}"):
+        module = importlib.import_module(module_name)
+        config.update({k: v for k, v in vars(module).items() if k.isupper()})
+    config["ENV"] = env
+    for name, parse in VARIABLES.items():
+        raw = environ.get(f"MAILER_{name}")
+        if raw is None or raw == "":
+            continue
+        try:
+            config[name] = parse(raw.strip())
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"MAILER_{name}: {exc} (got {raw!r})") from None
+    config.update(overrides or {})
+    _check_together(config)
+    return config
+
+
+def _check_together(config: dict[str, Any]) -> None:
+    """Rules that involve several settings."""
+    if not config.get("SECRET_KEY"):
+        raise ConfigError("MAILER_SECRET_KEY: required when MAILER_ENV=production")
+    dkim = [config.get(k) for k in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_KEY_FILE")]
+    if any(dkim) and not all(dkim):
+        raise ConfigError(
+            "MAILER_DKIM_DOMAIN: set MAILER_DKIM_DOMAIN, MAILER_DKIM_SELECTOR and MAILER_DKIM_KEY_FILE together, or none"
+        )
+    if config["ENV"] == "production" and not config.get("SMTP_URL"):
+        raise ConfigError("MAILER_SMTP_URL: required when MAILER_ENV=production")

@@ -1,0 +1,40 @@
+"""Languages: Flask-Babel, Italian by default, English complete.
+
+A page or mail is in the reader's chosen language when a route knows the
+reader (it sets ``g.reader_language``), else the browser's Accept-Language,
+else ``MAILER_LOCALE``.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g, has_request_context, request
+from flask_babel import Babel
+
+from mailer.config import LOCALES
+
+babel = Babel()
+
+
+def select_locale() -> str:
+    """The language of the current page or mail."""
+    chosen = g.get("reader_language")
+    if chosen in LOCALES:
+        return str(chosen)
+    if has_request_context():
+        best = request.accept_languages.best_match(LOCALES)
+        if best:
+            return best
+    return str(current_app.config["LOCALE"])
+
+
+def select_timezone() -> str:
+    """Dates in pages and mails are shown in ``MAILER_TIMEZONE``."""
+    return str(current_app.config["TIMEZONE"])
+
+
+def init_app(app: Flask) -> None:
+    """Attach Flask-Babel with the translations shipped in ``mailer/translations``."""
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
+    app.config["BABEL_DEFAULT_LOCALE"] = app.config["LOCALE"]
+    app.config["BABEL_DEFAULT_TIMEZONE"] = app.config["TIMEZONE"]
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)

@@ -1,0 +1,328 @@
+"""The tables, and nothing else.
+
+``subscriptions/`` and the pipeline ``feeds -> digest -> delivery`` meet only
+here. Times are stored in UTC (timezone-aware on PostgreSQL; SQLite keeps them
+naive, so ``utcnow()`` is naive UTC everywhere for one behaviour on both).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, naive (see the module docstring)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations name constraints."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as plain strings (no native ENUM type): adding a state is a code
+    # change, not a migration that locks a big table on PostgreSQL.
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
+
+# --- subscriptions ---------------------------------------------------------
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    ERASED = "erased"
+
+
+class Subscriber(Base):
+    """A reader. Only ``subscriptions/`` changes ``status``."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Normalised address (lower-cased domain, IDN as entered); None once erased.
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    # sha256 of the normalised address: kept after erasure to suppress re-imports.
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus), index=True)
+    language: Mapped[str] = mapped_column(String(8), default="it")
+    # Sorted, comma-separated topic slugs; "" means every topic. A string (not a
+    # join table) so that readers group into digest segments with one GROUP BY.
+    topics: Mapped[str] = mapped_column(String(500), default="")
+    # Changes at every new signup: a confirm token carries it, so an old
+    # confirmation link does nothing after an unsubscribe and a new signup.
+    confirm_nonce: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Mail-bombing limits: when confirmation mails went out lately.
+    confirmations_sent: Mapped[list[str]] = mapped_column(default=list)
+
+    consent_events: Mapped[list[ConsentEvent]] = relationship(
+        back_populates="subscriber", order_by="ConsentEvent.id"
+    )
+
+
+class ConsentEvent(Base):
+    """The append-only consent log: what a reader agreed to, when and how."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # signup, confirm, preferences, unsubscribe, erasure, import, bounce
+    action: Mapped[str] = mapped_column(String(20))
+    # form, api, one-click, link, admin, import, system
+    channel: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    # Version (hash) of the consent text the reader saw, and its language.
+    consent_text_version: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    source_page: Mapped[str | None] = mapped_column(String(1000))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    subscriber: Mapped[Subscriber | None] = relationship(back_populates="consent_events")
+
+
+class OutboundMail(Base):
+    """Transactional mail (confirmations) waiting to leave, or sent.
+
+    ``subscriptions/`` renders the mail and inserts a row inside the request;
+    the outbox worker of ``delivery/`` (a thread of the web app) sends it
+    right after, so the answer never waits on SMTP and is the same for every
+    address. Rows are the meeting point, so neither package imports the other.
+    """
+
+    __tablename__ = "outbound_mails"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # "confirm"
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AdminUser(Base):
+    """An operator who may log in to ``/admin/``."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+# --- feeds -----------------------------------------------------------------
+
+
+class Feed(Base):
+    """An RSS/Atom feed, from ``MAILER_FEEDS`` or added in the admin."""
+
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    title: Mapped[str | None] = mapped_column(String(500))
+    enabled: Mapped[bool] = mapped_column(default=True)
+    # "config" (MAILER_FEEDS) or "admin"
+    source: Mapped[str] = mapped_column(String(20), default="config")
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_fetched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+
+    articles: Mapped[list[Article]] = relationship(back_populates="feed")
+
+
+class Article(Base):
+    """An article, kept once however often its feed repeats it."""
+
+    __tablename__ = "articles"
+    __table_args__ = (UniqueConstraint("feed_id", "dedup_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), index=True)
+    # The guid, else the link without tracking parameters and fragment.
+    dedup_key: Mapped[str] = mapped_column(String(2000))
+    url: Mapped[str] = mapped_column(String(2000))
+    title: Mapped[str] = mapped_column(String(1000))
+    # Sanitised HTML summary and its plain-text edition.
+    summary_html: Mapped[str] = mapped_column(Text, default="")
+    summary_text: Mapped[str] = mapped_column(Text, default="")
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    author: Mapped[str | None] = mapped_column(String(500))
+    categories: Mapped[list[str]] = mapped_column(default=list)
+    topic: Mapped[str] = mapped_column(String(50), index=True)
+    published_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    found_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The digest that carried it: an article is never in two digests.
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"), index=True)
+
+    feed: Mapped[Feed] = relationship(back_populates="articles")
+
+
+# --- digest ----------------------------------------------------------------
+
+
+class DigestStatus(enum.StrEnum):
+    SENDING = "sending"
+    PAUSED = "paused"
+    FINISHED = "finished"
+
+
+class Digest(Base):
+    """One week's digest: its articles, editions and deliveries."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The period it covers, e.g. "2026-W48": unique, so a rerun or a second
+    # scheduler cannot compose a second digest for the same week.
+    period: Mapped[str] = mapped_column(String(20), unique=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    status: Mapped[DigestStatus] = mapped_column(_enum(DigestStatus), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    # The web archive copy: the full edition without any reader's tokens.
+    archive_html: Mapped[str] = mapped_column(Text, default="")
+    article_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    editions: Mapped[list[DigestEdition]] = relationship(back_populates="digest")
+
+
+class DigestEdition(Base):
+    """A digest rendered for one segment (topics, language): premailer ran once.
+
+    ``html`` and ``text`` hold placeholders for the per-reader tokens, filled
+    in by ``delivery/`` on the final bytes.
+    """
+
+    __tablename__ = "digest_editions"
+    __table_args__ = (UniqueConstraint("digest_id", "topics", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    topics: Mapped[str] = mapped_column(String(500))
+    language: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(500))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+
+    digest: Mapped[Digest] = relationship(back_populates="editions")
+
+
+# --- delivery --------------------------------------------------------------
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+class Delivery(Base):
+    """One digest to one reader: the send queue lives in this table."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("digest_id", "subscriber_id"),
+        Index("ix_deliveries_queue", "digest_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("digest_editions.id", ondelete="CASCADE"))
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_reply: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A sender's claim on the row (multi-process sends); expires at lease_until.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Lock(Base):
+    """Named locks with a lease, for jobs on databases without advisory locks."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+__all__ = [
+    "AdminUser",
+    "Article",
+    "Base",
+    "ConsentEvent",
+    "Delivery",
+    "DeliveryStatus",
+    "Digest",
+    "DigestEdition",
+    "DigestStatus",
+    "Feed",
+    "Lock",
+    "OutboundMail",
+    "Subscriber",
+    "SubscriberStatus",
+    "utcnow",
+]

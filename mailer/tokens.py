@@ -1,0 +1,64 @@
+"""Signed tokens for the links in mails: one salt per purpose.
+
+Shared by ``subscriptions/`` (which checks them) and ``delivery/`` (which
+fills them into each reader's copy), so it lives outside both. A token carries
+a subscriber id, never an address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadData, URLSafeSerializer, URLSafeTimedSerializer
+
+CONFIRM_MAX_AGE = 7 * 24 * 3600
+
+
+class BadToken(Exception):
+    """The token is forged, damaged, expired or for another purpose."""
+
+
+def _serializer(purpose: str, secret_key: str | None = None) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key or current_app.config["SECRET_KEY"], salt=f"mailer.{purpose}")
+
+
+def _timed(purpose: str, secret_key: str | None = None) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key or current_app.config["SECRET_KEY"], salt=f"mailer.{purpose}")
+
+
+def unsubscribe_token(subscriber_id: int, secret_key: str | None = None) -> str:
+    """A token for the unsubscribe link; it does not expire (RFC 8058)."""
+    return str(_serializer("unsubscribe", secret_key).dumps(subscriber_id))
+
+
+def preferences_token(subscriber_id: int, secret_key: str | None = None) -> str:
+    """A token for the preferences page; it does not expire."""
+    return str(_serializer("preferences", secret_key).dumps(subscriber_id))
+
+
+def confirm_token(subscriber_id: int, nonce: str, secret_key: str | None = None) -> str:
+    """A token for the confirmation link, bound to one pending signup (``nonce``)."""
+    return str(_timed("confirm", secret_key).dumps([subscriber_id, nonce]))
+
+
+def read_subscriber_token(purpose: str, token: str) -> int:
+    """The subscriber id in an unsubscribe or preferences token; raise BadToken."""
+    try:
+        value: Any = _serializer(purpose).loads(token)
+    except BadData as exc:
+        raise BadToken(str(exc)) from None
+    if not isinstance(value, int):
+        raise BadToken("unexpected payload")
+    return value
+
+
+def read_confirm_token(token: str, max_age: int = CONFIRM_MAX_AGE) -> tuple[int, str]:
+    """The (subscriber id, nonce) of a confirmation token; raise BadToken."""
+    try:
+        value: Any = _timed("confirm").loads(token, max_age=max_age)
+    except BadData as exc:
+        raise BadToken(str(exc)) from None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int) and isinstance(value[1], str)):
+        raise BadToken("unexpected payload")
+    return value[0], value[1]

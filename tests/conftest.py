@@ -1,0 +1,146 @@
+"""Fixtures: the app on a fresh database, a real SMTP server, a feed server.
+
+The database is SQLite by default; ``pytest --db postgresql`` runs the same
+suite on PostgreSQL (a database of its own, created for the run and dropped
+after; ``MAILER_TEST_DATABASE_URL`` points it elsewhere). Where no PostgreSQL
+answers, those runs are skipped with a clear reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from mailer import create_app
+from mailer.db import get_engine, get_sessionmaker
+from mailer.models import Base
+from tests.http_server import FeedServer
+from tests.smtp_sink import SmtpSink
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="database the suite runs on")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database: {config.getoption('--db')}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL database of this run's own, dropped at the end."""
+    given = os.environ.get("MAILER_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"mailer_test_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no PostgreSQL here"
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not available at {PG_ADMIN_URL}: {type(exc).__name__}")
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_schema(postgres_url: str) -> str:
+    engine = create_engine(postgres_url)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    return postgres_url
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database with the schema, for one test."""
+    if request.config.getoption("--db") == "postgresql":
+        url: str = request.getfixturevalue("_postgres_schema")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return url
+    url = f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    from mailer.db import make_engine
+
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpSink]:
+    """A real aiosmtpd server on a free loopback port (reset for every test)."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def _feed_server() -> Iterator[FeedServer]:
+    server = FeedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def feed_server(_feed_server: FeedServer) -> FeedServer:
+    """A real local HTTP server; ``feed_server.add(path, body)`` returns the URL."""
+    _feed_server.reset()
+    return _feed_server
+
+
+@pytest.fixture
+def app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterator[Flask]:
+    """The app on a fresh database, sending to the test SMTP server."""
+    smtp_server.reset()
+    app = create_app({
+        "ENV": "testing",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret",
+        "SMTP_URL": smtp_server.url,
+        "FEEDS": [],
+        "BASE_URL": "http://newsletter.test",
+        "FROM": "Notizie Tech <newsletter@example.it>",
+        "CAPTURE_MAILDIR": str(tmp_path / "captured"),
+    })
+    yield app
+    get_engine(app).dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    """A session on the test database (commit what a test sets up)."""
+    with get_sessionmaker(app)() as session:
+        yield session

@@ -1,0 +1,15 @@
+"""The WSGI entry point: ``gunicorn wsgi:app`` and ``flask --app wsgi ...``."""
+
+from __future__ import annotations
+
+import sys
+
+from mailer import create_app
+from mailer.config import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    # One clear line naming the variable, not a traceback.
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
