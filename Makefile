@@ -13,7 +13,7 @@ $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/pybabel compile --use-fuzzy -d mailer/translations --statistics 2>/dev/null || $(BIN)/pybabel compile -d mailer/translations
+	if ls mailer/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then $(BIN)/pybabel compile -q -d mailer/translations; fi
 	touch $@
 
 install-dev: $(VENV)/.installed-dev

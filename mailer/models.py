@@ -289,6 +289,9 @@ class Delivery(Base):
     status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_reply: Mapped[str | None] = mapped_column(Text)
+    # A hard bounce (5.1.x, 5.2.1): ``subscriptions.suppress_bounced`` turns
+    # it into the reader's "bounced" status, since only subscriptions/ may.
+    bounce: Mapped[bool] = mapped_column(default=False)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
     # A sender's claim on the row (multi-process sends); expires at lease_until.
     claimed_by: Mapped[str | None] = mapped_column(String(100))
