@@ -67,7 +67,7 @@ class SmtpSink:
         self.handler = SinkHandler()
         self.controller = Controller(
             self.handler, hostname=host, port=port or _free_port(), data_size_limit=50 * 1024 * 1024,
-            server_kwargs={"decode_data": False},
+            decode_data=False,
         )
 
     def start(self) -> SmtpSink:
