@@ -8,7 +8,7 @@ Names here are Flask config keys: the variable ``MAILER_FOO`` sets ``FOO``.
 
 # The database: None means a SQLite file under the instance folder.
 DATABASE_URL = None
-SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
+SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"  # noqa: S105 - refused in production
 BASE_URL = "http://127.0.0.1:5000"
 # None means the built-in capture server (development) or an error (production).
 SMTP_URL = None
@@ -63,11 +63,28 @@ PURGE_UNCONFIRMED_DAYS = 7
 FIRST_FETCH_DAYS = 7
 FEED_FAILURE_ALERT = 5
 FEED_MAX_BYTES = 10 * 1024 * 1024
-FEED_TIMEOUT = 30.0
+FEED_TIMEOUT = 30.0  # seconds: the whole budget of one feed's download, redirects included
+FEED_CONCURRENCY = 4  # feeds downloaded at the same time by one poll
+FEED_SUMMARY_CHARS = 500  # visible characters of an article's summary, cut at a word boundary
 DIGEST_MIN_ARTICLES = 1
 DIGEST_MAX_ARTICLES = 30
+# The digest's subject per language: {date} is the send date ("25 novembre
+# 2026"), {site} is SITE_NAME. A language missing here gets the English one.
+DIGEST_SUBJECT = {"it": "Le notizie della settimana – {date}", "en": "This week's news – {date}"}
+# Gmail clips a message whose HTML passes 102 KB: the digest stays under this
+# (with room left for the reader's tokens); beyond it, fewer articles and a warning.
+DIGEST_MAX_HTML_BYTES = 100_000
 # Temporary failures are retried for this long before a delivery fails for good.
 DELIVERY_GIVE_UP_HOURS = 72
 # Confirmation mails: per address and overall.
 CONFIRM_MAILS_PER_HOUR = 500
+# The signup form refuses answers sent sooner than this after the page loaded
+# (bots post at once; people take a few seconds to type an address).
+SIGNUP_MIN_SECONDS = 3
+# Failed admin logins allowed per IP address, and per account from any address
+# (Flask-Limiter notation).
+ADMIN_LOGIN_LIMIT = "5/minute;20/hour"
+ADMIN_ACCOUNT_LOGIN_LIMIT = "10/minute;50/hour"
+# An admin login lasts this long, then the admin logs in again.
+ADMIN_SESSION_HOURS = 12
 LOG_JSON = False

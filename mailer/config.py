@@ -8,7 +8,6 @@ failing later in the middle of a send.
 from __future__ import annotations
 
 import importlib
-import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -139,6 +138,8 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "DKIM_KEY_FILE": _existing_file,
     "SIGNUP_LIMIT": _limit,
     "LOG_JSON": lambda v: v.lower() in ("1", "true", "yes"),
+    # Beyond the contract: where the development capture server listens.
+    "CAPTURE_SMTP_PORT": _positive_int,
 }
 
 
@@ -177,7 +178,8 @@ def _check_together(config: dict[str, Any]) -> None:
     dkim = [config.get(k) for k in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_KEY_FILE")]
     if any(dkim) and not all(dkim):
         raise ConfigError(
-            "MAILER_DKIM_DOMAIN: set MAILER_DKIM_DOMAIN, MAILER_DKIM_SELECTOR and MAILER_DKIM_KEY_FILE together, or none"
+            "MAILER_DKIM_DOMAIN: set MAILER_DKIM_DOMAIN, MAILER_DKIM_SELECTOR and MAILER_DKIM_KEY_FILE together,"
+            " or none"
         )
     if config["ENV"] == "production" and not config.get("SMTP_URL"):
         raise ConfigError("MAILER_SMTP_URL: required when MAILER_ENV=production")

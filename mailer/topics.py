@@ -35,9 +35,9 @@ def topic_for_categories(topics: Mapping[str, Any], categories: Iterable[str], f
         for name in [slug, *(v for k, v in entry.items() if k != "aliases"), *entry.get("aliases", [])]:
             index.setdefault(_fold(str(name)), slug)
     for category in categories:
-        slug = index.get(_fold(category))
-        if slug:
-            return slug
+        found = index.get(_fold(category))
+        if found:
+            return found
     return fallback
 
 

@@ -44,7 +44,9 @@ class SinkHandler:
     lock: threading.Lock = field(default_factory=threading.Lock)
     connections: int = 0
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         reply = self.rcpt_replies.get(address.lower())
         if reply:
             return reply

@@ -65,14 +65,14 @@ def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
 
 
 def test_production_needs_a_secret_key_and_an_smtp_server() -> None:
-    with pytest.raises(ConfigError, match="^MAILER_SECRET_KEY:"):
+    with pytest.raises(ConfigError, match=r"^MAILER_SECRET_KEY:"):
         load_config({"MAILER_ENV": "production", "MAILER_SMTP_URL": "smtp://mx.example.it:25"})
-    with pytest.raises(ConfigError, match="^MAILER_SMTP_URL:"):
+    with pytest.raises(ConfigError, match=r"^MAILER_SMTP_URL:"):
         load_config({"MAILER_ENV": "production", "MAILER_SECRET_KEY": "s3cret"})
 
 
 def test_dkim_needs_all_three_or_none(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="^MAILER_DKIM_DOMAIN:"):
+    with pytest.raises(ConfigError, match=r"^MAILER_DKIM_DOMAIN:"):
         load_config({"MAILER_DKIM_DOMAIN": "example.it"})
 
 
