@@ -76,6 +76,21 @@ DIGEST_SUBJECT = {"it": "Le notizie della settimana – {date}", "en": "This wee
 DIGEST_MAX_HTML_BYTES = 100_000
 # Temporary failures are retried for this long before a delivery fails for good.
 DELIVERY_GIVE_UP_HOURS = 72
+# Retries of a deferred delivery: 30 s, then doubling, at most 6 hours apart.
+DELIVERY_BACKOFF_SECONDS = 30
+DELIVERY_BACKOFF_MAX_SECONDS = 6 * 3600
+# A run waits for the retries due this soon after it started (greylisting
+# usually lets the second try in); later ones are left to later runs.
+DELIVERY_RETRY_WITHIN_RUN_SECONDS = 90
+# Deliveries a sender claims at once, and how long its claim holds unless
+# renewed (a sender that died releases its rows when the lease runs out).
+DELIVERY_BATCH_SIZE = 500
+DELIVERY_LEASE_SECONDS = 120
+# Seconds an SMTP command may take before the connection counts as lost.
+SMTP_TIMEOUT = 60
+# An address for RFC 2369 mailto: unsubscribes next to the one-click link;
+# None: the link alone (set it only if mail to it is really processed).
+UNSUBSCRIBE_MAILTO = None
 # Confirmation mails: per address and overall.
 CONFIRM_MAILS_PER_HOUR = 500
 # The signup form refuses answers sent sooner than this after the page loaded
@@ -88,3 +103,12 @@ ADMIN_ACCOUNT_LOGIN_LIMIT = "10/minute;50/hour"
 # An admin login lasts this long, then the admin logs in again.
 ADMIN_SESSION_HOURS = 12
 LOG_JSON = False
+# The scheduler: a digest or purge slot missed while no scheduler ran (or
+# whose run failed) still fires this many hours late, once; later, it waits
+# for its next slot. Deferred deliveries and missed slots are looked at
+# every SCHEDULER_RETRY_MINUTES.
+SCHEDULER_GRACE_HOURS = 12
+SCHEDULER_RETRY_MINUTES = 5
+# Proxies in front of the app that set X-Forwarded-For/-Proto/-Host (nginx:
+# 1). 0 trusts none, so a client cannot fake its address (MAILER_PROXY_FIX_HOPS).
+PROXY_FIX_HOPS = 0

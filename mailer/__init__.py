@@ -41,7 +41,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     i18n.init_app(app)
     security.init_app(app)
 
-    from mailer import admin, cli, devmail, digest, feeds, health, subscriptions
+    from mailer import admin, cli, delivery, devmail, digest, feeds, health, subscriptions
 
     app.register_blueprint(subscriptions.bp)
     app.register_blueprint(digest.bp)
@@ -51,7 +51,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if app.config.get("SHOW_CAPTURED_MAIL"):
         app.register_blueprint(devmail.bp)
     subscriptions.init_app(app)
+    delivery.init_app(app)
     cli.init_app(app)
+    hops = int(app.config.get("PROXY_FIX_HOPS") or 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Trust X-Forwarded-For/-Proto/-Host from that many proxies only
+        # (nginx sets all three, see docs/deploy.md): the client address
+        # drives rate limits and the consent log.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     return app
 
 

@@ -59,6 +59,8 @@ def feeds_fetch() -> None:
     results = scheduler.poll_feeds(current_app._get_current_object())  # type: ignore[attr-defined]
     for result in results:
         click.echo(result.line())
+    if not results:
+        click.echo("no enabled feeds: set MAILER_FEEDS or add one in the admin")
     if any(not r.ok for r in results):
         sys.exit(1)
 
@@ -76,7 +78,12 @@ def digest_send() -> None:
     try:
         report = scheduler.send_digest(app, poll=False, echo=click.echo)
     except DeliveryError as exc:
-        fail(str(exc))
+        # SenderBusyError (another sender holds a SQLite queue) exits 75.
+        fail(str(exc), exc.exit_status)
+    for digest_id, _reason in getattr(report, "paused", []):
+        click.echo(f"digest {digest_id} was paused: fix the cause, then 'digest resume {digest_id}'", err=True)
+    if getattr(report, "paused", None):
+        sys.exit(1)
     if report.deferred:
         click.echo(f"{report.deferred} deliveries deferred by temporary failures: run again later")
         sys.exit(EX_TEMPFAIL)
@@ -183,6 +190,25 @@ def admin_create(email: str, password_stdin: bool) -> None:
     except AdminError as exc:
         fail(str(exc))
     click.echo(f"admin {email} created")
+
+
+@admin_cli.command("password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def admin_password(email: str, password_stdin: bool) -> None:
+    """Set a new password for EMAIL's admin account (its open sessions end)."""
+    from mailer.admin import AdminError, set_admin_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        with session_scope() as session:
+            set_admin_password(session, email, password)
+    except AdminError as exc:
+        fail(str(exc))
+    click.echo(f"password of admin {email} changed")
 
 
 @click.command("devserver")

@@ -15,8 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-
 ENVIRONMENTS = ("development", "production", "testing")
 LOCALES = ("it", "en")
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
@@ -54,6 +52,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _hops(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 5:
+        raise ValueError("expected the number of proxies in front of the app, 0 to 5")
+    return number
+
+
 def _rate(value: str) -> float:
     number = float(value)
     if number < 0:
@@ -62,7 +67,9 @@ def _rate(value: str) -> float:
 
 
 def _cron(value: str) -> str:
-    CronTrigger.from_crontab(value)
+    from mailer.crontab import cron_trigger
+
+    cron_trigger(value, "UTC")  # cron's own meaning (0 and 7 are Sunday)
     return value
 
 
@@ -140,6 +147,8 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "LOG_JSON": lambda v: v.lower() in ("1", "true", "yes"),
     # Beyond the contract: where the development capture server listens.
     "CAPTURE_SMTP_PORT": _positive_int,
+    # Beyond the contract: proxies in front of the app (docs/deploy.md).
+    "PROXY_FIX_HOPS": _hops,
 }
 
 

@@ -8,7 +8,7 @@ else ``MAILER_LOCALE``.
 from __future__ import annotations
 
 from flask import Flask, current_app, g, has_request_context, request
-from flask_babel import Babel
+from flask_babel import Babel, get_locale
 
 from mailer.config import LOCALES
 
@@ -38,3 +38,6 @@ def init_app(app: Flask) -> None:
     app.config["BABEL_DEFAULT_LOCALE"] = app.config["LOCALE"]
     app.config["BABEL_DEFAULT_TIMEZONE"] = app.config["TIMEZONE"]
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    # Every page's <html lang> needs it; one global instead of a context
+    # processor per blueprint.
+    app.jinja_env.globals["get_locale"] = get_locale

@@ -70,7 +70,8 @@ class Subscriber(Base):
     __tablename__ = "subscribers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # Normalised address (lower-cased domain, IDN as entered); None once erased.
+    # Normalised address, lower-cased, IDN domain in its ASCII (xn--) form so
+    # that it can go straight into RCPT TO; None once erased.
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
     # sha256 of the normalised address: kept after erasure to suppress re-imports.
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -85,6 +86,9 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The latest signup still waiting for its confirmation (None when none is):
+    # the purge of unconfirmed signups goes by it.
+    confirm_requested_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # Mail-bombing limits: when confirmation mails went out lately.
     confirmations_sent: Mapped[list[str]] = mapped_column(default=list)
@@ -104,7 +108,7 @@ class ConsentEvent(Base):
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )
     email_hash: Mapped[str] = mapped_column(String(64), index=True)
-    # signup, confirm, preferences, unsubscribe, erasure, import, bounce
+    # signup, confirm, preferences, unsubscribe, erasure, import, bounce, purge
     action: Mapped[str] = mapped_column(String(20))
     # form, api, one-click, link, admin, import, system
     channel: Mapped[str] = mapped_column(String(20))
@@ -144,6 +148,8 @@ class OutboundMail(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # When the outbox tries again (None: at once); also a sender's claim.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class AdminUser(Base):
@@ -180,6 +186,13 @@ class Feed(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(DateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Articles published before this are never kept: set at the first
+    # successful fetch (and on re-enabling) to FIRST_FETCH_DAYS back, so a
+    # new feed does not flood the next digest with its history.
+    keep_since: Mapped[datetime | None] = mapped_column(DateTime)
+    # sha256 of the last body stored: servers without ETag often resend the
+    # same bytes, which then cost no parsing.
+    body_hash: Mapped[str | None] = mapped_column(String(64))
 
     articles: Mapped[list[Article]] = relationship(back_populates="feed")
 
@@ -194,6 +207,11 @@ class Article(Base):
     feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), index=True)
     # The guid, else the link without tracking parameters and fragment.
     dedup_key: Mapped[str] = mapped_column(String(2000))
+    # sha256 of the link without tracking parameters and fragment: the same
+    # article in two feeds (a site's main and section feeds) is kept once.
+    link_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    # sha256 of the item as the feed gave it: an unchanged item costs nothing.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(String(2000))
     title: Mapped[str] = mapped_column(String(1000))
     # Sanitised HTML summary and its plain-text edition.
@@ -312,6 +330,25 @@ class Lock(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class JobRun(Base):
+    """The last run of each scheduler job (shared by every scheduler process).
+
+    At start the scheduler compares ``last_fire_at`` with the schedule: a run
+    missed while no scheduler was up fires once, not once per missed slot.
+    """
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    # The scheduled time (UTC) that the last finished run covered.
+    last_fire_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # "ok", "error" or "skipped" (another scheduler held the lock).
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 __all__ = [
     "AdminUser",
     "Article",
@@ -323,6 +360,7 @@ __all__ = [
     "DigestEdition",
     "DigestStatus",
     "Feed",
+    "JobRun",
     "Lock",
     "OutboundMail",
     "Subscriber",

@@ -1,20 +1,40 @@
 """Jobs that call several stages in order, and the scheduler that runs them.
 
 ``poll_feeds`` and ``send_digest`` are shared by the command line and the
-scheduler, so both do exactly the same thing.
+scheduler, so both do exactly the same thing. ``JOBS`` is what ``scheduler
+run`` (``run_forever``) and the devserver schedule; ``mailer.runner`` runs
+them under their locks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
+from mailer.crontab import cron_trigger
 from mailer.db import get_sessionmaker, session_scope
-from mailer.delivery import DeliveryReport, deliver
+from mailer.delivery import DeliveryReport, deliver, send_outbox
 from mailer.digest import compose_digest
 from mailer.feeds import FetchResult, fetch_all_feeds, sync_configured_feeds
 from mailer.models import utcnow
+from mailer.runner import Job, SchedulerT, build_scheduler
+from mailer.subscriptions import purge_unconfirmed, suppress_bounced
+
+log = logging.getLogger("mailer.scheduler")
+# Unconfirmed signups are purged every night, in MAILER_TIMEZONE.
+PURGE_SCHEDULE = "17 3 * * *"
 
 
 def poll_feeds(app: Flask) -> list[FetchResult]:
@@ -25,19 +45,24 @@ def poll_feeds(app: Flask) -> list[FetchResult]:
         return fetch_all_feeds(get_sessionmaker(app), app.config)
 
 
-def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print) -> DeliveryReport:
+def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print,
+                stop: threading.Event | None = None) -> DeliveryReport:
     """Finish unfinished digests, compose a new one if there is news, send it.
 
     ``poll`` first polls the feeds (the scheduler's digest job does; the
-    ``digest send`` command does not). Raises ``DeliveryError`` when the SMTP
-    server cannot be used at all.
+    ``digest send`` command does not). ``stop`` (SIGTERM in the scheduler)
+    ends the send after the messages in flight, leaving the rest queued.
+    Raises ``DeliveryError`` when the SMTP server cannot be used at all.
     """
     with app.app_context():
         if poll:
             for result in poll_feeds(app):
                 echo(result.line())
         # Unfinished digests first: a crash or a deferral must not wait a week.
-        report = deliver(app, echo=echo)
+        report = deliver(app, echo=echo, stop=stop)
+        _suppress_bounced(app, echo)
+        if stop is not None and stop.is_set():
+            return report
         with session_scope(app) as session:
             digest = compose_digest(session, app.config, utcnow())
             if digest is None:
@@ -45,10 +70,110 @@ def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print) 
             else:
                 echo(f"composed digest {digest.id} ({digest.period}) with {digest.article_count} articles")
         if digest is not None:
-            report = report.merge(deliver(app, echo=echo))
+            report = report.merge(deliver(app, echo=echo, stop=stop))
+            _suppress_bounced(app, echo)
         return report
 
 
+def _suppress_bounced(app: Flask, echo: Callable[[str], None]) -> None:
+    """Readers whose address hard-bounced get no further digest."""
+    with session_scope(app) as session:
+        count = suppress_bounced(session)
+    if count:
+        echo(f"{count} readers suppressed after a hard bounce")
+
+
+# --- the scheduler's jobs: (app, stop) -> None, run by mailer.runner -------
+
+
+def digest_job(app: Flask, stop: threading.Event) -> None:
+    """Poll the feeds, finish unfinished digests, compose and send this one."""
+    report = send_digest(app, poll=True, echo=log.info, stop=stop)
+    log.info("digest job: %s", report.line())
+
+
+def feeds_job(app: Flask, stop: threading.Event) -> None:
+    """Poll every enabled feed."""
+    for result in poll_feeds(app):
+        log.info("%s", result.line())
+
+
+def deliveries_job(app: Flask, stop: threading.Event) -> None:
+    """Retry deferred deliveries and resume unfinished or resumed sends."""
+    report = deliver(app, echo=log.info, stop=stop)
+    _suppress_bounced(app, log.info)
+    if report.sent or report.failed or report.deferred:
+        log.info("deliveries job: %s", report.line())
+
+
+def purge_job(app: Flask, stop: threading.Event) -> None:
+    """Drop signups left unconfirmed too long."""
+    with session_scope(app) as session:
+        count = purge_unconfirmed(session, app.config, utcnow())
+    log.info("purged %d unconfirmed signups", count)
+
+
+def outbox_job(app: Flask, stop: threading.Event) -> None:
+    """Send the confirmation mails the web app left behind (it died, SMTP was down)."""
+    sent = send_outbox(app)
+    if sent:
+        log.info("sent %d transactional mails left in the outbox", sent)
+
+
+def _every(key: str, default: float) -> Callable[[Mapping[str, Any]], BaseTrigger]:
+    return lambda config: IntervalTrigger(minutes=float(config.get(key) or default), timezone=UTC)
+
+
+JOBS = [
+    Job("digest", digest_job, lambda c: cron_trigger(c["DIGEST_SCHEDULE"], c["TIMEZONE"]), lock="send",
+        cron=True, executor="send"),
+    Job("deliveries", deliveries_job, _every("SCHEDULER_RETRY_MINUTES", 5), lock="send", executor="send"),
+    Job("feeds", feeds_job, _every("FEED_INTERVAL", 60), lock="feeds"),
+    Job("purge", purge_job, lambda c: cron_trigger(PURGE_SCHEDULE, c["TIMEZONE"]), lock="purge", cron=True),
+    Job("outbox", outbox_job, _every("OUTBOX_MINUTES", 1), lock="outbox"),
+]
+
+
+def new_scheduler(app: Flask, cls: type[SchedulerT]) -> SchedulerT:
+    """An APScheduler scheduler in ``MAILER_TIMEZONE`` with the executors the jobs use."""
+    scheduler: SchedulerT = cls(
+        timezone=ZoneInfo(app.config["TIMEZONE"]),
+        # "send": one thread, so the digest waits behind a retry run instead
+        # of both delivering at once in this process.
+        executors={"default": ThreadPoolExecutor(4), "send": ThreadPoolExecutor(1)},
+    )
+    return scheduler
+
+
 def run_forever(app: Flask) -> None:
-    """Run the scheduler in the foreground (``scheduler run``)."""
-    raise NotImplementedError("issue 7: scheduler")
+    """Run the scheduler in the foreground (``scheduler run``) until SIGTERM or Ctrl-C.
+
+    The signal sets the stop event: a send finishes the messages in flight,
+    saves its state and returns; queued runs do not start; then this returns.
+    """
+    stop = threading.Event()
+    scheduler = build_scheduler(app, new_scheduler(app, BackgroundScheduler), JOBS, stop)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s received: finishing the messages in flight", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    scheduler.start()
+    log.info("scheduler started: %s", describe(scheduler))
+    # The main thread only waits: the jobs run in the executors' threads,
+    # and the signal handler never does more than set the event.
+    while not stop.wait(3600):
+        pass
+    scheduler.shutdown(wait=True)
+    log.info("scheduler stopped")
+
+
+def describe(scheduler: BaseScheduler) -> str:
+    """The jobs and their next run times, on one line."""
+    parts = []
+    for job in scheduler.get_jobs():
+        when = job.next_run_time.strftime("%Y-%m-%d %H:%M %Z") if job.next_run_time else "paused"
+        parts.append(f"{job.id} next at {when}")
+    return "; ".join(parts)

@@ -16,7 +16,10 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enable
 def init_app(app: Flask) -> None:
     """Attach CSRF protection and the rate limiter; harden the session cookie."""
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # Flask's own defaults hold SESSION_COOKIE_SAMESITE = None, so setdefault
+    # would never apply: set it unless a config file chose a value.
+    if not app.config.get("SESSION_COOKIE_SAMESITE"):
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
     csrf.init_app(app)

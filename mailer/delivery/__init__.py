@@ -1,26 +1,35 @@
-"""Deliveries (the queue) -> personalise -> SMTP transport (issue 6 builds it out)."""
+"""Deliveries (the queue) -> personalise -> SMTP transport.
+
+``deliver`` sends every sending digest's due deliveries, as fast as the SMTP
+server allows, losing nothing and sending nothing twice (see ``run.py``);
+``pause_digest`` and ``resume_digest`` stop and restart a send from any
+process; ``init_app`` gives the web app its outbox worker for transactional
+mail, and ``send_outbox`` is the scheduler's pass over the same outbox. Only
+this package talks SMTP.
+"""
 
 from __future__ import annotations
 
+from flask import Flask
 
-class DeliveryError(Exception):
-    """The SMTP server cannot be used at all (refused, auth failed)."""
-
-
-class DeliveryReport:  # replaced by the real one
-    deferred = 0
-
-    def merge(self, other: DeliveryReport) -> DeliveryReport:
-        return self
+from mailer.delivery.control import pause_digest, resume_digest
+from mailer.delivery.outbox import EXTENSION, OutboxWorker, send_outbox
+from mailer.delivery.report import DeliveryError, DeliveryReport, SenderBusyError
+from mailer.delivery.run import deliver
 
 
-def deliver(*args, **kwargs):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+def init_app(app: Flask) -> None:
+    """Put the outbox worker in ``app.extensions["mailer.outbox"]`` (no thread yet)."""
+    app.extensions[EXTENSION] = OutboxWorker(app)
 
 
-def pause_digest(*args, **kwargs):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
-
-
-def resume_digest(*args, **kwargs):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+__all__ = [
+    "DeliveryError",
+    "DeliveryReport",
+    "SenderBusyError",
+    "deliver",
+    "init_app",
+    "pause_digest",
+    "resume_digest",
+    "send_outbox",
+]

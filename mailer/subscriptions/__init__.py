@@ -1,23 +1,45 @@
-"""Signup -> confirm -> subscriber -> preferences -> unsubscribe (issue 3 builds it out)."""
+"""Signup -> confirm -> subscriber -> preferences -> unsubscribe.
+
+The blueprint ``bp`` serves the public pages (``/``, ``/subscribe``,
+``/api/subscribe``, ``/confirm/<t>``, ``/unsubscribe/<t>``,
+``/preferences/<t>``, ``/privacy``). The functions below are what the other
+stages, the command line and the scheduler call; each takes a session and
+leaves the commit to the caller. Only this package changes a subscriber's
+status.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, Flask
 
+from mailer.subscriptions.csvexport import export_csv
+from mailer.subscriptions.csvimport import CsvError, ImportReport, Problem, import_csv
+from mailer.subscriptions.lifecycle import erase, personal_data, resubscribe, unsubscribe, update_preferences
+from mailer.subscriptions.maintenance import purge_unconfirmed, suppress_bounced
+
 bp = Blueprint("subscriptions", __name__)
 
-
-class CsvError(ValueError):
-    """The CSV cannot be read at all (no header, no email column)."""
-
-
-def import_csv(*args, **kwargs):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
-
-
-def export_csv(*args, **kwargs):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+# The routes register themselves on ``bp``; they import it, so they come last.
+from mailer.subscriptions import api, links, preferences, views  # noqa: E402,F401
 
 
 def init_app(app: Flask) -> None:
-    """Nothing yet."""
+    """Nothing to set up per app: the routes live on ``bp``, the outbox in ``delivery/``."""
+
+
+__all__ = [
+    "CsvError",
+    "ImportReport",
+    "Problem",
+    "bp",
+    "erase",
+    "export_csv",
+    "import_csv",
+    "init_app",
+    "personal_data",
+    "purge_unconfirmed",
+    "resubscribe",
+    "suppress_bounced",
+    "unsubscribe",
+    "update_preferences",
+]

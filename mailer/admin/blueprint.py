@@ -1,0 +1,7 @@
+"""The admin blueprint, in a module of its own so every page can import it."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")

@@ -1,0 +1,112 @@
+"""Per reader: fill the edition's template, sign it, check the address.
+
+Everything here runs once per message, in the sending threads, so it only
+joins bytes: two signed tokens, the address, a Date cached for the second,
+a Message-ID. The edition's template is built once per run (and per kind of
+server: with or without 8BITMIME) on first use.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from mailer.delivery.dkim import DkimSigner
+from mailer.delivery.message import MailSettings, Template, digest_template, message_id
+from mailer.delivery.queue import Item
+from mailer.delivery.transport import wire_form
+from mailer.tokens import preferences_token, unsubscribe_token
+
+# An address we put in RCPT TO and in the To header as it is: no spaces,
+# quotes, brackets, commas or control characters that could bend either.
+_ADDRESS = re.compile(r"^[^\s\"<>(),;:\\@\[\]\x00-\x1f\x7f]{1,64}@[^\s\"<>(),;:\\@\[\]\x00-\x1f\x7f]{1,255}$")
+
+
+def envelope_address(email: str, smtputf8: bool) -> tuple[str | None, str | None]:
+    """``(address, None)`` ready for RCPT TO and To, or ``(None, why not)``."""
+    if len(email) > 320 or not _ADDRESS.match(email):
+        return None, "not sent: the address is not valid"
+    local, _, domain = email.rpartition("@")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None, "not sent: the domain is not valid"
+    if not local.isascii() and not smtputf8:
+        return None, "not sent: the address needs SMTPUTF8, which the server does not offer"
+    return f"{local}@{domain}", None
+
+
+@dataclass
+class Edition:
+    """One edition's content, and its templates once built."""
+
+    digest_id: int
+    subject: str
+    text: str
+    html: str
+    language: str
+    stamp: str
+    templates: dict[bool, Template] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Composer:
+    """Builds each reader's bytes; shared by the sending threads."""
+
+    def __init__(self, settings: MailSettings, secret_key: str, placeholders: Sequence[str],
+                 signer: DkimSigner | None) -> None:
+        """Nothing is built until the first message of each edition."""
+        self.settings = settings
+        self.secret_key = secret_key
+        self.placeholders = tuple(placeholders)
+        self.signer = signer
+        self.editions: dict[int, Edition] = {}
+        self._date = (0, b"")
+
+    def template(self, edition_id: int, eightbit: bool) -> tuple[Edition, Template]:
+        """The edition's template for a server with (or without) 8BITMIME."""
+        edition = self.editions[edition_id]
+        template = edition.templates.get(eightbit)
+        if template is None:
+            with edition.lock:
+                template = edition.templates.get(eightbit)
+                if template is None:
+                    template = digest_template(
+                        self.settings, subject=edition.subject, text=edition.text, html=edition.html,
+                        language=edition.language, archive_url=f"{self.settings.base_url}/archive/{edition.digest_id}",
+                        eightbit=eightbit, placeholders=self.placeholders,
+                    )
+                    edition.templates[eightbit] = template
+        return edition, template
+
+    def date(self) -> bytes:
+        """The Date header's value, formatted once a second."""
+        second = int(time.time())
+        if self._date[0] != second:
+            self._date = (second, format_datetime(datetime.fromtimestamp(second, UTC)).encode("ascii"))
+        return self._date[1]
+
+    def payload(self, item: Item, address: str, eightbit: bool) -> tuple[bytes, list[str]]:
+        """The reader's message as DATA carries it, and the MAIL FROM options it needs."""
+        edition, template = self.template(item.edition_id, eightbit)
+        values = (
+            unsubscribe_token(item.subscriber_id, self.secret_key).encode("ascii"),
+            preferences_token(item.subscriber_id, self.secret_key).encode("ascii"),
+            address.encode("utf-8"),
+            self.date(),
+            message_id(self.settings, edition.digest_id, item.delivery_id, edition.stamp),
+        )
+        if self.signer is None:
+            payload = template.render(values)
+        else:
+            payload = wire_form(self.signer.sign(template.render(values, wire=False)))
+        options = ["BODY=8BITMIME"] if template.eightbit else []
+        if not address.isascii():
+            options.append("SMTPUTF8")
+        return payload, options

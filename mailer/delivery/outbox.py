@@ -1,0 +1,225 @@
+"""Transactional mail (confirmations), sent by the web app itself.
+
+``subscriptions/`` renders a mail into an ``OutboundMail`` row and calls
+``app.extensions["mailer.outbox"].notify()`` after its commit. The worker
+wakes a daemon thread of this process (started on first use, and again in a
+forked gunicorn worker) that sends every due row through the same SMTP
+transport as the digests, so the request never waits on SMTP. Temporary
+failures are retried with backoff, by this thread and by the scheduler's
+``send_outbox``. A row is claimed by bumping ``attempts`` with a
+compare-and-set, so two processes never send the same row at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from flask import Flask
+from sqlalchemy import func, or_, select, update
+
+from mailer.db import get_sessionmaker
+from mailer.delivery.compose import envelope_address
+from mailer.delivery.dkim import DkimError, DkimSigner, signer_from_config
+from mailer.delivery.faults import Outcome, classify
+from mailer.delivery.message import MailSettings
+from mailer.delivery.report import DeliveryError
+from mailer.delivery.smtp_url import parse_smtp_url
+from mailer.delivery.transport import SmtpTransport, Transport, wire_form
+from mailer.models import OutboundMail, utcnow
+
+EXTENSION = "mailer.outbox"
+GIVE_UP_ATTEMPTS = 10
+BACKOFF_SECONDS = 30.0
+BACKOFF_CEILING = 3600.0
+# A claimed row is due again after this, should its sender die mid-send.
+CLAIM_SECONDS = 300
+log = logging.getLogger("mailer.delivery.outbox")
+
+
+def build_mail(row: OutboundMail, settings: MailSettings) -> bytes:
+    """The row as a multipart/alternative message (plain, not yet dot-stuffed)."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = settings.from_header
+    message["To"] = row.to_address
+    message["Subject"] = row.subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = f"<outbox-{row.id}.{uuid.uuid4().hex[:12]}@{settings.domain}>"
+    # RFC 3834: a machine wrote this; auto-responders must not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(row.text, cte="quoted-printable")
+    message.add_alternative(row.html, subtype="html", cte="quoted-printable")
+    return message.as_bytes()
+
+
+def send_outbox(app: Flask, *, transport: Transport | None = None, limit: int = 100) -> int:
+    """Send every due ``OutboundMail`` row; return how many were sent.
+
+    Safe to call from several processes at once (the scheduler's job, the
+    web app's thread). A server that cannot be reached leaves the rows for a
+    later try and ends the pass.
+    """
+    config = app.config
+    settings = MailSettings.from_config(config)
+    try:
+        signer = signer_from_config(config)
+    except DkimError as exc:
+        log.error("DKIM disabled for transactional mail: %s", exc)
+        signer = None
+    own = transport is None
+    if transport is None:
+        transport = SmtpTransport(parse_smtp_url(config["SMTP_URL"]), timeout=float(config.get("SMTP_TIMEOUT") or 60))
+    factory = get_sessionmaker(app)
+    sent = 0
+    try:
+        while True:
+            with factory() as session:
+                due = session.execute(
+                    select(OutboundMail.id, OutboundMail.attempts)
+                    .where(OutboundMail.sent_at.is_(None), OutboundMail.attempts < GIVE_UP_ATTEMPTS,
+                           or_(OutboundMail.next_attempt_at.is_(None), OutboundMail.next_attempt_at <= utcnow()))
+                    .order_by(OutboundMail.id).limit(limit)
+                ).all()
+            for mail_id, attempts in due:
+                sent += _send_one(app, mail_id, attempts, settings, signer, transport)
+            if len(due) < limit:
+                return sent
+    except DeliveryError as exc:
+        log.warning("transactional mail waits: %s", exc)
+        return sent
+    finally:
+        if own:
+            transport.close()
+
+
+def _send_one(app: Flask, mail_id: int, attempts: int, settings: MailSettings, signer: DkimSigner | None,
+              transport: Transport) -> int:
+    """Claim, send and record one row; 1 if it was sent. DeliveryError passes through."""
+    factory = get_sessionmaker(app)
+    now = utcnow()
+    with factory() as session, session.begin():
+        claimed = session.execute(
+            update(OutboundMail)
+            .where(OutboundMail.id == mail_id, OutboundMail.attempts == attempts, OutboundMail.sent_at.is_(None))
+            .values(attempts=attempts + 1, next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
+        ).rowcount  # type: ignore[attr-defined]
+        row = session.get(OutboundMail, mail_id) if claimed else None
+        if row is not None:
+            session.expunge(row)
+    if row is None:
+        return 0  # another process took it
+    address, problem = envelope_address(row.to_address, transport.smtputf8)
+    if address is None:
+        _finish(app, mail_id, sent=False, error=problem, retry=None)
+        return 0
+    message = build_mail(row, settings)
+    if signer is not None:
+        message = signer.sign(message)
+    try:
+        options = ["SMTPUTF8"] if not address.isascii() else []
+        reply = transport.send(settings.envelope_from, address, wire_form(message), options=options)
+    except DeliveryError as exc:
+        _finish(app, mail_id, sent=False, error=str(exc), retry=_backoff(attempts + 1))
+        raise
+    outcome = classify(reply)
+    if outcome is Outcome.SENT:
+        _finish(app, mail_id, sent=True, error=None, retry=None)
+        return 1
+    if outcome in (Outcome.FAILED, Outcome.BOUNCED):
+        _finish(app, mail_id, sent=False, error=str(reply), retry=None)
+    else:  # 4xx, and 5.7.x: our own setup, worth retrying once it is fixed
+        if outcome is Outcome.PAUSE:
+            log.error("transactional mail refused for a reason about the sender: %s", reply)
+        _finish(app, mail_id, sent=False, error=str(reply), retry=_backoff(attempts + 1))
+    return 0
+
+
+def _backoff(attempts: int) -> timedelta:
+    """The wait before the next try after ``attempts`` tries."""
+    return timedelta(seconds=min(BACKOFF_CEILING, BACKOFF_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+def _finish(app: Flask, mail_id: int, *, sent: bool, error: str | None, retry: timedelta | None) -> None:
+    """Record a row's outcome; ``retry`` None with ``sent`` False means given up."""
+    now = utcnow()
+    values: dict[str, object] = {"last_error": error[:2000] if error else None}
+    if sent:
+        values["sent_at"] = now
+    elif retry is None:
+        values["attempts"] = GIVE_UP_ATTEMPTS
+        log.warning("transactional mail %d given up: %s", mail_id, error)
+    else:
+        values["next_attempt_at"] = now + retry
+    with get_sessionmaker(app)() as session, session.begin():
+        session.execute(update(OutboundMail).where(OutboundMail.id == mail_id).values(**values))
+
+
+def next_due(app: Flask) -> datetime | None:
+    """When the next unsent row is due (None: nothing left to send)."""
+    with get_sessionmaker(app)() as session:
+        pending = session.execute(
+            select(func.count(), func.min(func.coalesce(OutboundMail.next_attempt_at, OutboundMail.created_at)))
+            .where(OutboundMail.sent_at.is_(None), OutboundMail.attempts < GIVE_UP_ATTEMPTS)
+        ).one()
+    return pending[1] if pending[0] else None
+
+
+class OutboxWorker:
+    """A lazily started daemon thread per process that sends the outbox."""
+
+    def __init__(self, app: Flask, idle_seconds: float = 60.0) -> None:
+        """Nothing starts until ``notify``."""
+        self.app = app
+        self.idle_seconds = idle_seconds
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh thread state, for this process (after a fork the parent's is void)."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def notify(self) -> None:
+        """A row was committed: send it soon (starts the thread if needed)."""
+        if self._pid != os.getpid():  # a forked worker: the thread stayed in the parent
+            self._reset()
+        with self._lock:
+            self._wake.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
+                self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the thread is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _loop(self) -> None:
+        """Send, then sleep until notified or the next retry; end after a quiet while."""
+        wait = 0.0
+        while True:
+            woke = self._wake.wait(wait)
+            self._wake.clear()
+            try:
+                send_outbox(self.app)
+                due = next_due(self.app)
+            except Exception:  # the thread must outlive a bad moment
+                log.exception("outbox pass failed")
+                due = utcnow() + timedelta(seconds=BACKOFF_SECONDS)
+            if due is None:
+                wait = self.idle_seconds
+                if not woke:
+                    with self._lock:  # exit unless a notify came in meanwhile
+                        if not self._wake.is_set():
+                            self._thread = None
+                            return
+            else:
+                wait = min(self.idle_seconds, max(0.5, (due - utcnow()).total_seconds()))

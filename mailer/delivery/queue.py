@@ -1,0 +1,232 @@
+"""The database is the queue: claim due deliveries, record what happened.
+
+Rows are claimed in batches with a lease (``claimed_by``, ``lease_until``),
+through ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL so that several
+senders share a digest without ever taking the same row. A row's outcome is
+written only once the server has answered; a sender that dies leaves its
+claims to expire (or, on the same host, to be taken back at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from mailer.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscriber
+
+WAITING = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One claimed delivery, with what sending it needs."""
+
+    delivery_id: int
+    digest_id: int
+    edition_id: int
+    subscriber_id: int
+    email: str | None
+    status: DeliveryStatus
+    attempts: int
+    created_at: datetime
+
+
+def _due(digest_id: int, now: datetime) -> ColumnElement[bool]:
+    """Rows to send now: pending, or deferred and past their retry time."""
+    return and_(
+        Delivery.digest_id == digest_id,
+        or_(
+            Delivery.status == DeliveryStatus.PENDING,
+            and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.next_attempt_at <= now),
+        ),
+    )
+
+
+def _free(now: datetime) -> ColumnElement[bool]:
+    """Rows no live sender holds."""
+    return or_(Delivery.claimed_by.is_(None), Delivery.lease_until < now)
+
+
+def claim(conn: Connection, digest_id: int, me: str, now: datetime, lease: float, limit: int) -> list[Item]:
+    """Claim up to ``limit`` due rows of the digest, oldest first; the caller commits."""
+    ids = (
+        select(Delivery.id).where(_due(digest_id, now), _free(now))
+        .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True)
+    )
+    rows = conn.execute(
+        update(Delivery).where(Delivery.id.in_(ids.scalar_subquery()))
+        .values(claimed_by=me, lease_until=now + timedelta(seconds=lease))
+        .returning(Delivery.id, Delivery.subscriber_id, Delivery.edition_id, Delivery.status,
+                   Delivery.attempts, Delivery.created_at)
+    ).all()
+    if not rows:
+        return []
+    found = conn.execute(
+        select(Subscriber.id, Subscriber.email).where(Subscriber.id.in_([r.subscriber_id for r in rows]))
+    )
+    emails: dict[int, str | None] = {row.id: row.email for row in found}
+    items = [
+        Item(r.id, digest_id, r.edition_id, r.subscriber_id, emails.get(r.subscriber_id),
+             DeliveryStatus(r.status), r.attempts, r.created_at)
+        for r in rows
+    ]
+    items.sort(key=lambda item: item.delivery_id)  # RETURNING keeps no order
+    return items
+
+
+_RECORD = (
+    update(Delivery)
+    .where(Delivery.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=Delivery.attempts + bindparam("b_tries"),
+        last_reply=func.coalesce(bindparam("b_reply"), Delivery.last_reply),
+        next_attempt_at=bindparam("b_next"),
+        sent_at=bindparam("b_sent_at"),
+        bounce=bindparam("b_bounce"),
+        claimed_by=None,
+        lease_until=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+def record(conn: Connection, outcomes: Sequence[dict[str, Any]]) -> None:
+    """Write outcomes (from ``outcome_row``) in one executemany; the caller commits."""
+    if outcomes:
+        conn.execute(_RECORD, list(outcomes))
+
+
+def outcome_row(item: Item, status: DeliveryStatus, *, tried: bool, reply: str | None, now: datetime,
+                next_at: datetime | None = None, bounce: bool = False) -> dict[str, Any]:
+    """The parameters of ``record`` for one delivery."""
+    return {
+        "b_id": item.delivery_id, "b_status": status, "b_tries": 1 if tried else 0,
+        "b_reply": reply[:1000] if reply is not None else None, "b_next": next_at,
+        "b_sent_at": now if status == DeliveryStatus.SENT else None, "b_bounce": bounce, "b_now": now,
+    }
+
+
+def renew(conn: Connection, me: str, now: datetime, lease: float) -> None:
+    """Extend the lease of every row this sender holds; the caller commits."""
+    conn.execute(
+        update(Delivery).where(Delivery.claimed_by == me, Delivery.status.in_(WAITING))
+        .values(lease_until=now + timedelta(seconds=lease))
+    )
+
+
+def release(conn: Connection, claimant: str) -> int:
+    """Drop every claim of ``claimant`` (ours at the end, a dead sender's); the caller commits."""
+    result = conn.execute(
+        update(Delivery).where(Delivery.claimed_by == claimant).values(claimed_by=None, lease_until=None)
+    )
+    return int(result.rowcount or 0)
+
+
+def claimants(conn: Connection, digest_id: int, now: datetime) -> list[str]:
+    """The senders holding live claims on the digest's waiting rows."""
+    return list(conn.scalars(
+        select(Delivery.claimed_by).distinct()
+        .where(Delivery.digest_id == digest_id, Delivery.status.in_(WAITING),
+               Delivery.claimed_by.is_not(None), Delivery.lease_until >= now)
+    ))
+
+
+def give_up_expired(conn: Connection, digest_id: int, cutoff: datetime, now: datetime) -> int:
+    """Fail the deferred rows queued before ``cutoff`` (DELIVERY_GIVE_UP_HOURS ago)."""
+    result = conn.execute(
+        update(Delivery)
+        .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.DEFERRED,
+               Delivery.created_at < cutoff, _free(now))
+        .values(status=DeliveryStatus.FAILED, updated_at=now,
+                last_reply=func.coalesce("gave up: " + Delivery.last_reply, "gave up"))
+    )
+    return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True)
+class Remaining:
+    """What is left of a digest when this sender has nothing more to claim."""
+
+    held: int  # waiting rows other live senders hold
+    deferred: int  # rows deferred, due later
+    next_retry: datetime | None  # when the first of them is due
+
+
+def remaining(conn: Connection, digest_id: int, me: str, now: datetime) -> Remaining:
+    """Count what keeps the digest from finishing."""
+    held = conn.scalar(
+        select(func.count()).where(Delivery.digest_id == digest_id, Delivery.status.in_(WAITING),
+                                   Delivery.claimed_by != me, Delivery.lease_until >= now)
+    )
+    deferred, next_retry = conn.execute(
+        select(func.count(), func.min(Delivery.next_attempt_at))
+        .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.DEFERRED)
+    ).one()
+    return Remaining(int(held or 0), int(deferred or 0), next_retry)
+
+
+def count_due(conn: Connection, digest_id: int, now: datetime) -> int:
+    """Rows of the digest to send now, free or not (for the progress bar)."""
+    return int(conn.scalar(select(func.count()).where(_due(digest_id, now))) or 0)
+
+
+def count_deferred(conn: Connection) -> int:
+    """Deferred rows over every digest still sending."""
+    return int(conn.scalar(
+        select(func.count()).select_from(Delivery).join(Digest, Digest.id == Delivery.digest_id)
+        .where(Digest.status == DigestStatus.SENDING, Delivery.status == DeliveryStatus.DEFERRED)
+    ) or 0)
+
+
+def finish_if_done(conn: Connection, digest_id: int, now: datetime) -> bool:
+    """Mark the digest finished if no row is pending or deferred; the caller commits."""
+    waiting = exists().where(Delivery.digest_id == digest_id, Delivery.status.in_(WAITING))
+    result = conn.execute(
+        update(Digest).where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING, ~waiting)
+        .values(status=DigestStatus.FINISHED, finished_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def sending_digests(conn: Connection) -> list[int]:
+    """Ids of the digests to send, oldest first."""
+    return list(conn.scalars(select(Digest.id).where(Digest.status == DigestStatus.SENDING).order_by(Digest.id)))
+
+
+def digest_status(conn: Connection, digest_id: int) -> tuple[DigestStatus | None, str | None]:
+    """The digest's status and pause reason (None if it was deleted)."""
+    row = conn.execute(select(Digest.status, Digest.paused_reason).where(Digest.id == digest_id)).first()
+    return (DigestStatus(row[0]), row[1]) if row else (None, None)
+
+
+class ReaderCheck:
+    """Is the reader still confirmed? One indexed lookup just before each message.
+
+    Runs on a connection of its own in autocommit mode, so each lookup sees
+    the latest committed state (an unsubscribe a second ago), with the
+    driver's cursor directly: this runs once per message.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        """Use ``conn`` (opened with isolation_level="AUTOCOMMIT") until ``close``."""
+        self._conn = conn
+        self._cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        self._sql = f"SELECT status FROM {Subscriber.__tablename__} WHERE id = {mark}"  # noqa: S608 - no input
+
+    def confirmed(self, subscriber_id: int) -> bool:
+        """True when the subscriber exists and is confirmed right now."""
+        self._cursor.execute(self._sql, (subscriber_id,))
+        row = self._cursor.fetchone()
+        return row is not None and row[0] == "confirmed"
+
+    def close(self) -> None:
+        """Give the connection back."""
+        self._cursor.close()
+        self._conn.close()

@@ -1,0 +1,279 @@
+"""``deliver``: send every sending digest's due deliveries, then stop.
+
+The main thread owns the database: it claims batches of due rows, hands them
+to one worker thread per SMTP connection, and records the outcomes in
+batched commits (each commit releases the workers waiting to end their next
+message, see ``worker.py``). Then, per digest: retries that fall due within
+a short window are waited for, rows other senders hold are waited for, and
+the digest is marked finished once nothing is pending or deferred.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Connection, Engine, select
+
+from mailer.db import make_engine
+from mailer.delivery import queue as rows
+from mailer.delivery.compose import Composer, Edition
+from mailer.delivery.dkim import signer_from_config
+from mailer.delivery.message import MailSettings
+from mailer.delivery.progress import Progress, duration
+from mailer.delivery.rate import TokenBucket
+from mailer.delivery.record import Recorder
+from mailer.delivery.report import DeliveryError, DeliveryReport
+from mailer.delivery.senders import exclusive_sender, is_dead_neighbour, sender_name
+from mailer.delivery.smtp_url import parse_smtp_url
+from mailer.delivery.transport import SmtpTransport, Transport
+from mailer.delivery.worker import Result, Worker, drain
+from mailer.models import Digest, DigestEdition, DigestStatus, utcnow
+
+log = logging.getLogger("mailer.delivery")
+Echo = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The knobs of a run, read once from the configuration."""
+
+    connections: int
+    rate: float
+    batch: int
+    lease: float
+    retry_window: float
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RunSettings:
+        """From SMTP_CONNECTIONS, SEND_RATE and the DELIVERY_* settings."""
+        return cls(
+            connections=max(1, int(config.get("SMTP_CONNECTIONS") or 1)),
+            rate=float(config.get("SEND_RATE") or 0),
+            batch=max(1, int(config.get("DELIVERY_BATCH_SIZE") or 500)),
+            lease=float(config.get("DELIVERY_LEASE_SECONDS") or 120),
+            retry_window=float(config.get("DELIVERY_RETRY_WITHIN_RUN_SECONDS") or 0),
+        )
+
+
+class Run:
+    """One call of ``deliver``: its threads, its queue and its report."""
+
+    def __init__(self, app: Flask, engine: Engine, echo: Echo, stop: threading.Event | None,
+                 transport_factory: Callable[[], Transport]) -> None:
+        """Read the settings; nothing connects yet."""
+        config = app.config
+        self.settings = RunSettings.from_config(config)
+        self.engine = engine
+        self.echo = echo
+        self.stop = stop or threading.Event()
+        self.transport_factory = transport_factory
+        self.me = sender_name()
+        mail = MailSettings.from_config(config)
+        self.envelope_from = mail.envelope_from
+        from mailer.digest import PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
+
+        self.composer = Composer(mail, config["SECRET_KEY"], (UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN),
+                                 signer_from_config(config))
+        self.bucket = TokenBucket(self.settings.rate)
+        self.recorder = Recorder(config, self)
+        self.report = self.recorder.report
+        self.inbox: queue.SimpleQueue[rows.Item | None] = queue.SimpleQueue()
+        self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self.workers: list[Worker] = []
+        self.error: DeliveryError | None = None
+        self.aborted = False
+        self._halted: set[int] = set()
+
+    # -- called from the workers ---------------------------------------------
+
+    def fail(self, error: DeliveryError) -> None:
+        """A worker cannot go on: stop the run, keep the first error."""
+        if self.error is None:
+            self.error = error
+        self.aborted = True
+
+    def halted(self, digest_id: int) -> bool:
+        """Whether the digest's remaining messages must not leave (paused, stopping)."""
+        return self.aborted or self.stop.is_set() or digest_id in self._halted
+
+    def halt(self, digest_id: int) -> None:
+        """Stop sending this digest (it was paused)."""
+        self._halted.add(digest_id)
+
+    # -- the main thread --------------------------------------------------------
+
+    def execute(self, exclusive: bool) -> DeliveryReport:
+        """Send every sending digest; raise DeliveryError when the server is unusable."""
+        with self.engine.connect() as conn:
+            digests = rows.sending_digests(conn)
+            if exclusive:  # alone by the file lock: claims left in the queue are a dead sender's
+                for claimant in {c for d in digests for c in rows.claimants(conn, d, utcnow())}:
+                    rows.release(conn, claimant)
+                conn.commit()
+            try:
+                for digest_id in digests:
+                    self.send_digest(conn, digest_id)
+                    if self.aborted or self.stop.is_set():
+                        break
+            finally:
+                self.shutdown(conn)
+            self.report.deferred = rows.count_deferred(conn)
+        if self.error is not None:
+            raise self.error
+        return self.report
+
+    def start_workers(self) -> None:
+        """One thread per connection; each connects at once (a refusal ends the run)."""
+        if self.workers:
+            return
+        for number in range(self.settings.connections):
+            worker = Worker(self, number + 1, self.transport_factory(), self._reader_check)
+            worker.start()
+            self.workers.append(worker)
+
+    def _reader_check(self) -> rows.ReaderCheck:
+        return rows.ReaderCheck(self.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+
+    def send_digest(self, conn: Connection, digest_id: int) -> None:
+        """Send one digest's due rows, wait for its short retries, finish it if done."""
+        now = utcnow()
+        failed = rows.give_up_expired(conn, digest_id, now - self.recorder.give_up, now)
+        conn.commit()
+        self.report.failed += failed
+        total = rows.count_due(conn, digest_id, now)
+        window_end = now + timedelta(seconds=self.settings.retry_window)
+        progress = Progress(self.echo, total, f"digest {digest_id}")
+        if total:
+            self.echo(f"digest {digest_id}: {total} deliveries to send over {self.settings.connections} connections")
+        outstanding, exhausted, last_look = 0, False, 0.0
+        while True:
+            if time.monotonic() - last_look >= 1.0:
+                last_look = time.monotonic()
+                self._look_around(conn, digest_id)
+            stopping = self.halted(digest_id)
+            if stopping and outstanding:
+                outstanding -= self.recorder.release(conn, drain(self.inbox))
+            if not stopping and not exhausted and outstanding < self.settings.batch:
+                claimed = rows.claim(conn, digest_id, self.me, utcnow(), self.settings.lease, self.settings.batch)
+                conn.commit()
+                if claimed:
+                    self._load_editions(conn, claimed)
+                    self.start_workers()
+                    for item in claimed:
+                        self.inbox.put(item)
+                    outstanding += len(claimed)
+                exhausted = not claimed
+            done = self.recorder.collect(conn, self.results, wait=0.05 if outstanding else 0.0)
+            outstanding -= done.handled
+            progress.advance(done.tried)
+            if outstanding > 0:
+                continue
+            if stopping:
+                break
+            wait = self._wait_for(conn, digest_id, window_end)
+            if wait is None:
+                break
+            if self.stop.wait(wait):
+                break
+            exhausted = False
+        progress.close()
+        if progress.done:
+            self.echo(f"digest {digest_id}: {self.recorder.line(digest_id)}")
+        if not self.halted(digest_id) and rows.finish_if_done(conn, digest_id, utcnow()):
+            conn.commit()
+            self.report.finished.append(digest_id)
+            self.echo(f"digest {digest_id} finished")
+            log.info("digest %d finished", digest_id)
+        conn.commit()
+
+    def _wait_for(self, conn: Connection, digest_id: int, window_end: datetime) -> float | None:
+        """Seconds to wait before claiming again, or None when this run is done with the digest."""
+        now = utcnow()
+        left = rows.remaining(conn, digest_id, self.me, now)
+        if left.held:  # other senders' claims: wait for them to finish, or for a dead one's lease
+            for claimant in rows.claimants(conn, digest_id, now):
+                if claimant != self.me and is_dead_neighbour(claimant):
+                    rows.release(conn, claimant)
+            conn.commit()
+            return 1.0
+        if left.deferred and left.next_retry is not None and left.next_retry <= window_end:
+            wait = max(0.0, (left.next_retry - now).total_seconds())
+            if wait >= 1:
+                self.echo(f"digest {digest_id}: {left.deferred} deferred, next retry in {duration(wait)}")
+            return wait
+        if left.deferred:
+            self.echo(f"digest {digest_id}: {left.deferred} deliveries deferred for a later run")
+        return None
+
+    def _look_around(self, conn: Connection, digest_id: int) -> None:
+        """Once a second: notice a pause from elsewhere, keep our claims' leases alive."""
+        status, reason = rows.digest_status(conn, digest_id)
+        if status != DigestStatus.SENDING and digest_id not in self._halted:
+            self.halt(digest_id)
+            self.echo(f"digest {digest_id} is {status.value if status else 'gone'}: {reason or 'stopping'}")
+        rows.renew(conn, self.me, utcnow(), self.settings.lease)
+        conn.commit()
+
+    def _load_editions(self, conn: Connection, items: list[rows.Item]) -> None:
+        """Fetch the editions these rows need and the composer does not have yet."""
+        missing = {item.edition_id for item in items} - set(self.composer.editions)
+        if not missing:
+            return
+        found = conn.execute(
+            select(DigestEdition.id, DigestEdition.digest_id, DigestEdition.subject, DigestEdition.text,
+                   DigestEdition.html, DigestEdition.language, Digest.created_at)
+            .join(Digest, Digest.id == DigestEdition.digest_id).where(DigestEdition.id.in_(missing))
+        ).all()
+        for row in found:
+            self.composer.editions[row.id] = Edition(
+                digest_id=row.digest_id, subject=row.subject, text=row.text, html=row.html,
+                language=row.language, stamp=row.created_at.strftime("%Y%m%d%H%M%S"),
+            )
+
+    def shutdown(self, conn: Connection) -> None:
+        """Stop the workers after their message in flight; record and release the rest."""
+        self.recorder.release(conn, drain(self.inbox))
+        for _ in self.workers:
+            self.inbox.put(None)
+        for worker in self.workers:
+            while worker.is_alive():
+                worker.join(0.1)
+                self.recorder.collect(conn, self.results, wait=0.0)
+        self.recorder.collect(conn, self.results, wait=0.0)
+        rows.release(conn, self.me)
+        conn.commit()
+
+
+def deliver(app: Flask, *, echo: Echo = print, stop: threading.Event | None = None,
+            transport_factory: Callable[[], Transport] | None = None) -> DeliveryReport:
+    """Send the due deliveries of every sending digest (see the module docstring).
+
+    ``stop`` ends the run early (after the messages in flight); the
+    ``transport_factory`` makes one transport per connection (tests pass a
+    fake). Raises ``DeliveryError`` when the SMTP server cannot be used;
+    ``SenderBusyError`` (one) when another sender holds a SQLite database.
+    """
+    url = app.config["DATABASE_URL"]
+    if transport_factory is None:
+        try:
+            smtp = parse_smtp_url(app.config["SMTP_URL"])
+        except ValueError as exc:
+            raise DeliveryError(f"MAILER_SMTP_URL: {exc}") from None
+        timeout = float(app.config.get("SMTP_TIMEOUT") or 60)
+        transport_factory = lambda: SmtpTransport(smtp, timeout=timeout)  # noqa: E731
+    with exclusive_sender(url) as exclusive:
+        connections = max(1, int(app.config.get("SMTP_CONNECTIONS") or 1))
+        engine = make_engine(url, pool_size=connections + 2, max_overflow=2)
+        try:
+            return Run(app, engine, echo, stop, transport_factory).execute(exclusive)
+        finally:
+            engine.dispose()
+

@@ -1,0 +1,140 @@
+"""The captured-mail viewer at ``/dev/mail/`` (only when ``SHOW_CAPTURED_MAIL``).
+
+The list shows the newest mail first; one mail shows its HTML in a sandboxed
+iframe (no scripts, no same-origin access; links open in a new tab), its
+text part, every header (List-Unsubscribe and friends) and the raw source.
+"Send the digest now" runs the scheduler's digest job (poll the feeds, then
+compose and send), so the whole path works without a terminal.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import format_datetime, get_locale
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response as BaseResponse
+
+from mailer.devmail import bp, store
+
+PER_PAGE = 50
+# The viewer's own page runs no script; the mail's HTML (inline styles, remote
+# images) lives in a sandboxed srcdoc iframe, which inherits this policy.
+CSP = ("default-src 'self'; img-src * data:; style-src 'self' 'unsafe-inline'; script-src 'none'; "
+       "object-src 'none'; base-uri 'none'; frame-ancestors 'self'")
+# allow-popups(-to-escape-sandbox): a link clicked in the mail opens a normal
+# tab, so the confirm and unsubscribe pages work; nothing else is allowed.
+SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
+
+
+def _maildir() -> str:
+    return str(current_app.config["CAPTURE_MAILDIR"])
+
+
+@bp.after_request
+def _headers(response: BaseResponse) -> BaseResponse:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.context_processor
+def _page_context() -> dict[str, Any]:
+    """The layout's ``<html lang>``: Flask-Babel does not make it a template global."""
+    return {"get_locale": get_locale}
+
+
+@bp.get("/")
+def index() -> str:
+    """Every captured mail, newest first, a page at a time."""
+    keys = store.newest_first(_maildir())
+    pages = max(1, math.ceil(len(keys) / PER_PAGE))
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
+    mails = store.summaries(_maildir(), keys[(page - 1) * PER_PAGE:page * PER_PAGE])
+    return render_template(
+        "pages/devmail/index.html", mails=mails, total=len(keys), page=page, pages=pages,
+        when=lambda moment: format_datetime(moment, "yyyy-MM-dd HH:mm:ss"),
+        smtp_url=current_app.config["SMTP_URL"],
+    )
+
+
+@bp.get("/<key>")
+def show(key: str) -> str:
+    """One mail: HTML, text, headers, source."""
+    found = store.load(_maildir(), key)
+    if found is None:
+        abort(404)
+    message, raw = found
+    html = store.body(message, "html")
+    if html is not None:
+        # Links leave the iframe for a new tab (the sandbox lets them).
+        html = '<base target="_blank">' + html
+    unsubscribe = _one_click_target(message)
+    return render_template(
+        "pages/devmail/show.html", key=key, message=message, html=html, sandbox=SANDBOX,
+        text=store.body(message, "plain"), headers=list(message.items()),
+        attachments=store.attachments(message), source=raw.decode("utf-8", "replace"),
+        unsubscribe=unsubscribe,
+    )
+
+
+@bp.get("/<key>/raw")
+def raw(key: str) -> Response:
+    """The message as received, as plain text (``?download=1``: as an .eml file)."""
+    found = store.load(_maildir(), key)
+    if found is None:
+        abort(404)
+    if request.args.get("download"):
+        return Response(found[1], mimetype="message/rfc822",
+                        headers={"Content-Disposition": f'attachment; filename="{key.split(".")[0]}.eml"'})
+    return Response(found[1], mimetype="text/plain", content_type="text/plain; charset=utf-8")
+
+
+@bp.post("/send-digest")
+def send_digest_now() -> BaseResponse:
+    """Poll the feeds, then compose and send a digest, as the scheduler would."""
+    from mailer import scheduler
+    from mailer.delivery import DeliveryError, SenderBusyError
+    from mailer.locks import job_lock
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    lines: list[str] = []
+    try:
+        with job_lock(app, "send") as held:
+            if not held:
+                flash(_("The scheduler is sending right now: try again in a minute."), "error")
+                return redirect(url_for("devmail.index"))
+            report = scheduler.send_digest(app, poll=True, echo=lines.append)
+    except SenderBusyError:
+        flash(_("The scheduler is sending right now: try again in a minute."), "error")
+        return redirect(url_for("devmail.index"))
+    except DeliveryError as exc:
+        flash(_("The SMTP server cannot be used: %(error)s", error=str(exc)), "error")
+        return redirect(url_for("devmail.index"))
+    for line in lines:
+        flash(line, "info")
+    flash(_("Digest job done: %(sent)d sent, %(deferred)d deferred, %(failed)d failed.",
+            sent=report.sent, deferred=report.deferred, failed=report.failed), "success")
+    return redirect(url_for("devmail.index"))
+
+
+@bp.post("/clear")
+def clear() -> BaseResponse:
+    """Delete every captured mail."""
+    count = store.remove_all(_maildir())
+    flash(_("Deleted %(count)d captured mails.", count=count), "success")
+    return redirect(url_for("devmail.index"))
+
+
+def _one_click_target(message: Any) -> str | None:
+    """The https/http List-Unsubscribe URL when the mail offers RFC 8058 one-click."""
+    if "List-Unsubscribe=One-Click" not in str(message.get("List-Unsubscribe-Post", "")):
+        return None
+    for item in str(message.get("List-Unsubscribe", "")).split(","):
+        url = item.strip().strip("<>")
+        if url.startswith(("http://", "https://")):
+            return url
+    return None

@@ -1,0 +1,147 @@
+"""This week's digest: editions per segment, articles claimed, deliveries queued.
+
+Everything is rendered before the first write, so on SQLite the write lock is
+held for a few quick statements, not for 30 premailer runs. The digest's id
+is not known while rendering: the "view in browser" link carries a marker
+replaced by the id once the row exists (one replace per edition, not per
+reader).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, false, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailer.digest.period import digest_subject, period_key
+from mailer.digest.pick import Item, new_articles, to_item
+from mailer.digest.render import Rendered, new_marker, render_edition
+from mailer.digest.segments import Segment, reader_segments
+from mailer.models import (
+    Article,
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    DigestEdition,
+    DigestStatus,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+
+log = logging.getLogger("mailer.digest")
+
+
+def _enough(config: Mapping[str, Any], count: int) -> bool:
+    """Whether ``count`` new articles make a digest (never an empty one)."""
+    return count >= max(1, int(config.get("DIGEST_MIN_ARTICLES") or 1))
+
+
+def render_preview(session: Session, config: Mapping[str, Any], language: str) -> str | None:
+    """The HTML the next digest's full edition would have; None when no digest is due.
+
+    Nothing is written: the articles stay new. The "view in browser" link
+    points to the archive's list, since the digest has no page yet.
+    """
+    articles = new_articles(session)
+    if not _enough(config, len(articles)):
+        return None
+    rendered = render_edition(
+        config, [to_item(a) for a in articles], language=language,
+        subject=digest_subject(config, language, utcnow()), archive_url=f"{config['BASE_URL']}/archive/",
+    )
+    return rendered.html if rendered else None
+
+
+def _insert_deliveries(
+    session: Session, digest_id: int, edition_id: int, segment: Segment, now: datetime
+) -> int:
+    """One pending delivery per confirmed reader of ``segment``: one INSERT ... SELECT."""
+    readers = (
+        select(
+            literal(digest_id), Subscriber.id, literal(edition_id), literal(DeliveryStatus.PENDING.value),
+            literal(0), false(), literal(now, Delivery.created_at.type),
+        )
+        .where(Subscriber.status == SubscriberStatus.CONFIRMED)
+        .where(or_(*(and_(Subscriber.topics == t, Subscriber.language == lang) for t, lang in segment.keys)))
+    )
+    columns = ["digest_id", "subscriber_id", "edition_id", "status", "attempts", "bounce", "created_at"]
+    result = session.execute(insert(Delivery).from_select(columns, readers))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -> Digest | None:
+    """Compose this period's digest, or return None (see the module docstring).
+
+    None when this period (ISO week in ``MAILER_TIMEZONE``) has its digest
+    already, including one another process inserted a moment ago, or when
+    there are fewer than ``DIGEST_MIN_ARTICLES`` new articles. The caller
+    commits; a rollback leaves everything as it was.
+    """
+    period = period_key(now, config["TIMEZONE"])
+    if session.scalar(select(Digest.id).where(Digest.period == period)) is not None:
+        log.info("digest for %s exists already: nothing to compose", period)
+        return None
+    articles = new_articles(session)
+    if not _enough(config, len(articles)):
+        log.info("%d new articles: no digest for %s", len(articles), period)
+        return None
+    items = [to_item(article) for article in articles]
+    id_marker = new_marker()
+    archive_url = f"{config['BASE_URL']}/archive/{id_marker}"
+    default_language = str(config["LOCALE"])
+    archive = render_edition(config, items, language=default_language, personal=False,
+                             subject=digest_subject(config, default_language, now), archive_url=archive_url)
+    editions = _render_segments(session, config, items, now, archive_url)
+
+    digest = Digest(period=period, subject=digest_subject(config, default_language, now),
+                    status=DigestStatus.SENDING, created_at=now, article_count=len(articles))
+    try:
+        # A savepoint: losing the race to another composer leaves the
+        # caller's transaction usable.
+        with session.begin_nested():
+            session.add(digest)
+            session.flush()
+    except IntegrityError:
+        log.info("digest for %s was composed by another process: nothing to do", period)
+        return None
+    digest.archive_html = archive.html.replace(id_marker, str(digest.id)) if archive else ""
+    session.execute(
+        update(Article).where(Article.id.in_([a.id for a in articles]), Article.digest_id.is_(None))
+        .values(digest_id=digest.id).execution_options(synchronize_session=False)
+    )
+    queued = 0
+    for segment, subject, rendered in editions:
+        edition = DigestEdition(
+            digest_id=digest.id, topics=segment.topics, language=segment.language, subject=subject,
+            html=rendered.html.replace(id_marker, str(digest.id)),
+            text=rendered.text.replace(id_marker, str(digest.id)),
+        )
+        session.add(edition)
+        session.flush()
+        queued += _insert_deliveries(session, digest.id, edition.id, segment, now)
+    session.flush()
+    for article in articles:  # changed by the UPDATE behind the ORM's back
+        session.expire(article, ["digest_id"])
+    log.info("digest %d (%s): %d articles, %d editions, %d deliveries queued",
+             digest.id, period, len(articles), len(editions), queued)
+    return digest
+
+
+def _render_segments(
+    session: Session, config: Mapping[str, Any], items: list[Item], now: datetime, archive_url: str
+) -> list[tuple[Segment, str, Rendered]]:
+    """The edition of every segment that has news; readers of the others get nothing."""
+    editions = []
+    for segment in reader_segments(session, config):
+        subject = digest_subject(config, segment.language, now)
+        rendered = render_edition(config, items, language=segment.language, subject=subject,
+                                  topics=segment.topics, archive_url=archive_url)
+        if rendered is not None:
+            editions.append((segment, subject, rendered))
+    return editions

@@ -1,0 +1,123 @@
+"""The web archive: the list of digests, one digest, and their RSS feed.
+
+A digest's page shows ``Digest.archive_html``, the full edition rendered
+without any reader's tokens; the "view in browser" link of every edition
+points here.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+from flask import Response, abort, current_app, render_template, request, url_for
+from flask_babel import get_locale
+from lxml import html as lxml_html
+from lxml.etree import ParserError
+from sqlalchemy import func, select
+
+from mailer.db import get_session
+from mailer.digest import bp
+from mailer.digest.pick import web_url
+from mailer.models import Article, Digest, DigestStatus
+
+PER_PAGE = 20
+FEED_ITEMS = 20
+# A paused digest may have been stopped for a mistake: it leaves the list and
+# the feed (its page still answers, since some readers have its link).
+LISTED = (DigestStatus.SENDING, DigestStatus.FINISHED)
+
+
+def _rfc822(moment: datetime) -> str:
+    """An RSS date from a naive UTC time."""
+    return format_datetime(moment.replace(tzinfo=UTC))
+
+
+def split_document(document: str) -> tuple[list[str], str, str]:
+    """The ``<style>`` texts, body HTML and body ``style`` of a stored edition."""
+    if not document.strip():
+        return [], "", ""
+    try:
+        root = lxml_html.document_fromstring(document)
+    except (ParserError, ValueError):
+        return [], "", ""
+    # Shown raw inside <style> on the page: never let one close the element.
+    styles = [(style.text or "").replace("</", "<\\/") for style in root.iter("style")]
+    body = root.find("body")
+    if body is None:
+        return styles, "", ""
+    inner = html.escape(body.text or "", quote=False)
+    inner += "".join(lxml_html.tostring(child, encoding="unicode") for child in body)
+    return styles, inner, body.get("style", "")
+
+
+@bp.context_processor
+def _page_context() -> dict[str, Any]:
+    """The layout's ``<html lang>``: Flask-Babel does not make it a template global."""
+    return {"get_locale": get_locale}
+
+
+@bp.get("/archive/")
+def archive_index() -> str:
+    """Sent digests, newest first, a page at a time."""
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    session = get_session()
+    listed = Digest.status.in_(LISTED)
+    total = session.scalar(select(func.count()).select_from(Digest).where(listed)) or 0
+    digests = session.scalars(
+        select(Digest).where(listed).order_by(Digest.created_at.desc(), Digest.id.desc())
+        .limit(PER_PAGE).offset((page - 1) * PER_PAGE)
+    ).all()
+    if page > 1 and not digests:
+        abort(404)
+    return render_template("pages/archive/index.html", digests=digests, page=page,
+                           has_next=page * PER_PAGE < total)
+
+
+@bp.get("/archive/<int:digest_id>")
+def archive_show(digest_id: int) -> str:
+    """One digest as readers got it, without any reader's tokens."""
+    digest = get_session().get(Digest, digest_id)
+    if digest is None or not digest.archive_html:
+        abort(404)
+    styles, body, body_style = split_document(digest.archive_html)
+    return render_template("pages/archive/show.html", digest=digest, styles=styles, body=body,
+                           body_style=body_style)
+
+
+def _feed_items(digests: list[Digest]) -> dict[int, list[tuple[str, str | None]]]:
+    """The (title, link) of each digest's articles, newest first, as many as an edition shows."""
+    if not digests:
+        return {}
+    rows = get_session().scalars(
+        select(Article).where(Article.digest_id.in_([d.id for d in digests]))
+        .order_by(Article.published_at.desc(), Article.id.desc())
+    )
+    cap = int(current_app.config["DIGEST_MAX_ARTICLES"])
+    grouped: dict[int, list[tuple[str, str | None]]] = {d.id: [] for d in digests}
+    for article in rows:
+        bucket = grouped[article.digest_id or 0]
+        if len(bucket) < cap:
+            bucket.append((" ".join(article.title.split()), web_url(article.url)))
+    return grouped
+
+
+@bp.get("/archive/feed.xml")
+def archive_feed() -> Response:
+    """RSS 2.0 of the newest digests, each with its headlines."""
+    digests = list(get_session().scalars(
+        select(Digest).where(Digest.status.in_(LISTED))
+        .order_by(Digest.created_at.desc(), Digest.id.desc()).limit(FEED_ITEMS)
+    ))
+    context: dict[str, Any] = {
+        "digests": digests,
+        "articles": _feed_items(digests),
+        "rfc822": _rfc822,
+        "base_url": current_app.config["BASE_URL"],
+        "self_url": current_app.config["BASE_URL"] + url_for("digest.archive_feed"),
+        "updated": _rfc822(digests[0].created_at) if digests else None,
+    }
+    body = render_template("pages/archive/feed.xml", **context)
+    return Response(body, mimetype="application/rss+xml")

@@ -1,0 +1,147 @@
+"""Download one feed: bounded in time, size and redirects, conditional.
+
+Feeds in the wild hang, drip bytes forever, send gigabytes or redirect in
+circles; none of that may hold ``feeds fetch``. Every request runs inside one
+overall budget (``FEED_TIMEOUT`` seconds, for all redirects and the whole
+body), the body is streamed and cut at ``FEED_MAX_BYTES`` (after gzip
+decoding, so a compressed bomb is caught too), and redirects are followed by
+hand so that each hop is checked to be http(s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from mailer.feeds.urls import http_url
+
+MAX_REDIRECTS = 5
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "NewsletterMailer/0.1 (feed fetcher; +{base_url})"
+ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, "
+          "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
+
+
+class FetchError(Exception):
+    """The feed could not be downloaded; ``reason`` is one line for the operator."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """The limits of a fetch, read once from the configuration."""
+
+    budget: float
+    max_bytes: int
+    user_agent: str
+    concurrency: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FetchSettings:
+        """Settings from ``FEED_TIMEOUT``, ``FEED_MAX_BYTES``, ``FEED_CONCURRENCY``, ``BASE_URL``."""
+        return cls(
+            budget=float(config.get("FEED_TIMEOUT", 30.0)),
+            max_bytes=int(config.get("FEED_MAX_BYTES", 10 * 1024 * 1024)),
+            user_agent=USER_AGENT.format(base_url=config.get("BASE_URL", "")),
+            concurrency=max(1, int(config.get("FEED_CONCURRENCY", 4))),
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    """A downloaded feed (``not_modified``: the server answered 304)."""
+
+    url: str
+    body: bytes
+    content_type: str | None
+    etag: str | None
+    last_modified: str | None
+    not_modified: bool = False
+
+
+def open_client(settings: FetchSettings) -> httpx.AsyncClient:
+    """A client for a round of fetches; redirects are followed by ``fetch_page``."""
+    # Per-operation timeouts back up the overall budget; connecting gets a
+    # share of it so a black-holed host fails fast enough to say so.
+    timeout = httpx.Timeout(settings.budget, connect=min(10.0, settings.budget))
+    return httpx.AsyncClient(
+        headers={"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
+        timeout=timeout,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=settings.concurrency * 2, max_keepalive_connections=0),
+    )
+
+
+async def fetch_page(client: httpx.AsyncClient, url: str, settings: FetchSettings, *,
+                     etag: str | None = None, last_modified: str | None = None) -> Page:
+    """Download ``url`` within the budget; raise FetchError with the reason."""
+    conditional = {}
+    if etag:
+        conditional["If-None-Match"] = etag
+    if last_modified:
+        conditional["If-Modified-Since"] = last_modified
+    try:
+        async with asyncio.timeout(settings.budget):
+            return await _follow(client, url, conditional, settings)
+    except TimeoutError:
+        raise FetchError(f"timed out after {settings.budget:g} s") from None
+    except httpx.TimeoutException:
+        raise FetchError(f"timed out after {settings.budget:g} s") from None
+    except httpx.DecodingError:
+        raise FetchError("the server sent a body that cannot be decoded (bad gzip/deflate)") from None
+    except httpx.ConnectError as exc:
+        raise FetchError(f"cannot connect: {_describe(exc)}") from None
+    except httpx.HTTPError as exc:
+        raise FetchError(f"{type(exc).__name__}: {_describe(exc)}") from None
+
+
+async def _follow(client: httpx.AsyncClient, url: str, conditional: dict[str, str],
+                  settings: FetchSettings) -> Page:
+    """Send the request, following at most MAX_REDIRECTS http(s) redirects."""
+    for _hop in range(MAX_REDIRECTS + 1):
+        async with client.stream("GET", url, headers=conditional) as response:
+            if response.status_code in REDIRECTS and "location" in response.headers:
+                location = response.headers["location"]
+                target = http_url(location, base=str(response.url))
+                if target is None:
+                    raise FetchError(f"redirected to a non-http(s) URL: {location[:200]}")
+                url = target
+                continue
+            if response.status_code == 304:
+                return Page(url, b"", None, response.headers.get("etag"), response.headers.get("last-modified"),
+                            not_modified=True)
+            if response.status_code >= 400 or response.status_code < 200:
+                raise FetchError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
+            body = await _read_capped(response, settings.max_bytes)
+            return Page(url, body, response.headers.get("content-type"), response.headers.get("etag"),
+                        response.headers.get("last-modified"))
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """The decoded body, or FetchError as soon as it passes ``max_bytes``."""
+    too_big = FetchError(f"larger than the {max_bytes:,}-byte limit (FEED_MAX_BYTES)")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_big  # the compressed size already exceeds it: do not read at all
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description of a transport error (some have an empty message)."""
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__

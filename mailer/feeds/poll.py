@@ -1,0 +1,186 @@
+"""Poll every enabled feed: fetch, parse, store, and record how it went.
+
+Downloads run concurrently (``FEED_CONCURRENCY`` at a time, each within its
+own ``FEED_TIMEOUT`` budget); each feed is then parsed and stored in its own
+transaction, one at a time, so one broken feed loses nothing of the others
+and a database error in one store is that feed's failure, not the round's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.feeds.fetch import FetchError, FetchSettings, Page, fetch_page, open_client
+from mailer.feeds.manage import failure_threshold
+from mailer.feeds.parse import FeedParseError, parse_feed
+from mailer.feeds.sanitise import plain
+from mailer.feeds.store import store_entries
+from mailer.models import Feed, utcnow
+
+log = logging.getLogger("mailer.feeds")
+T = TypeVar("T")
+
+
+@dataclass
+class FetchResult:
+    """How one feed's poll went; ``line()`` is what ``feeds fetch`` prints."""
+
+    url: str
+    ok: bool
+    new: int = 0
+    updated: int = 0
+    error: str | None = None
+    not_modified: bool = False
+    feed_id: int | None = None
+    skipped: int = 0
+    warning: str | None = None
+    failures: int = 0  # consecutive failures, this one included
+    flagged: bool = False  # reached FEED_FAILURE_ALERT: the operator should look
+
+    def line(self) -> str:
+        """One line naming the feed and the result or the reason it failed."""
+        if not self.ok:
+            streak = f" ({self.failures} failures in a row)" if self.failures > 1 else ""
+            flag = " [flagged: check or disable this feed]" if self.flagged else ""
+            return f"FAILED {self.url}: {self.error}{streak}{flag}"
+        if self.not_modified:
+            return f"ok     {self.url}: not modified"
+        warning = f" ({self.warning})" if self.warning else ""
+        return f"ok     {self.url}: {self.new} new, {self.updated} updated{warning}"
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What a fetch needs of a Feed row, read before any network traffic."""
+
+    id: int
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+
+
+def fetch_all_feeds(session_factory: sessionmaker[Session], config: Mapping[str, Any], *,
+                    feed_ids: Iterable[int] | None = None) -> list[FetchResult]:
+    """Poll every enabled feed (or those of ``feed_ids``); one result per feed, in id order."""
+    with session_factory() as session:
+        query = select(Feed).where(Feed.enabled).order_by(Feed.id)
+        if feed_ids is not None:
+            query = query.where(Feed.id.in_(list(feed_ids)))
+        feeds = [_Snapshot(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in session.scalars(query)]
+    if not feeds:
+        return []
+    return _run(_poll(feeds, session_factory, config))
+
+
+async def _poll(feeds: list[_Snapshot], factory: sessionmaker[Session],
+                config: Mapping[str, Any]) -> list[FetchResult]:
+    """Fetch concurrently, then settle (parse, store, record) one feed at a time."""
+    settings = FetchSettings.from_config(config)
+    downloads = asyncio.Semaphore(settings.concurrency)
+    stores = asyncio.Lock()
+
+    async def poll_one(feed: _Snapshot) -> FetchResult:
+        page: Page | None = None
+        error: str | None = None
+        async with downloads:
+            try:
+                page = await fetch_page(client, feed.url, settings, etag=feed.etag,
+                                        last_modified=feed.last_modified)
+            except FetchError as exc:
+                error = exc.reason
+        async with stores:
+            # In a thread: parsing a big feed must not stall the other downloads.
+            return await asyncio.to_thread(_settle, factory, config, feed, page, error)
+
+    async with open_client(settings) as client:
+        return list(await asyncio.gather(*(poll_one(feed) for feed in feeds)))
+
+
+def _settle(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Snapshot,
+            page: Page | None, error: str | None) -> FetchResult:
+    """Store a downloaded page, or record the failure; never raises for one feed's fault."""
+    now = utcnow()
+    if page is not None:
+        try:
+            return _store(factory, config, feed, page, now)
+        except FeedParseError as exc:
+            error = exc.reason
+        except Exception as exc:  # one feed's bug must not cost the others
+            log.exception("storing feed %s failed", feed.url)
+            error = f"could not store it: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    return _record_failure(factory, config, feed, error or "unknown error", now)
+
+
+def _store(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Snapshot, page: Page,
+           now: datetime) -> FetchResult:
+    """Parse and store ``page`` in one transaction; FeedParseError if it is not a feed."""
+    body_hash = hashlib.sha256(page.body).hexdigest() if not page.not_modified else feed.body_hash
+    unchanged = page.not_modified or body_hash == feed.body_hash
+    parsed = None if unchanged else parse_feed(page.body, url=page.url, content_type=page.content_type)
+    with factory() as session, session.begin():
+        row = session.get(Feed, feed.id)
+        if row is None:
+            return FetchResult(feed.url, ok=False, error="the feed was removed meanwhile", feed_id=feed.id)
+        result = FetchResult(feed.url, ok=True, feed_id=feed.id, not_modified=unchanged)
+        if parsed is not None:
+            report = store_entries(session, row, parsed.entries, config, now)
+            result.new, result.updated, result.skipped = report.new, report.updated, report.skipped
+            result.warning = parsed.warning
+            row.title = plain(parsed.title, limit=500) or row.title
+        # A 200 replaces the validators (a server may stop sending them); a 304 may refresh them.
+        if not page.not_modified or page.etag:
+            row.etag = page.etag if page.etag and len(page.etag) <= 500 else None
+        if not page.not_modified or page.last_modified:
+            row.last_modified = page.last_modified if page.last_modified and len(page.last_modified) <= 100 else None
+        row.body_hash = body_hash
+        row.last_fetched_at = row.last_success_at = now
+        row.consecutive_failures = 0
+        row.last_error = row.last_error_at = None
+    log.info("feed %s: %s", feed.url, result.line().split(": ", 1)[-1])
+    return result
+
+
+def _record_failure(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Snapshot,
+                    reason: str, now: datetime) -> FetchResult:
+    """Record the failure on the feed; flag it when it reaches FEED_FAILURE_ALERT in a row."""
+    result = FetchResult(feed.url, ok=False, error=reason, feed_id=feed.id)
+    threshold = failure_threshold(config)
+    try:
+        with factory() as session, session.begin():
+            row = session.get(Feed, feed.id)
+            if row is None:
+                return result
+            row.consecutive_failures = (row.consecutive_failures or 0) + 1
+            row.last_error, row.last_error_at, row.last_fetched_at = reason, now, now
+            result.failures = row.consecutive_failures
+    except Exception:  # the database is down: still report the feed's failure
+        log.exception("recording the failure of feed %s failed", feed.url)
+        return result
+    result.flagged = result.failures >= threshold
+    if result.failures == threshold:
+        log.warning("feed %s has failed %d times in a row (last: %s): flagged for the operator",
+                    feed.url, result.failures, reason)
+    else:
+        log.info("feed %s failed: %s", feed.url, reason)
+    return result
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to completion, also when called from inside an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

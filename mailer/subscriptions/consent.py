@@ -1,0 +1,139 @@
+"""The consent log: append-only proof of what each reader agreed to.
+
+Every change of a subscription writes one ``ConsentEvent``: the action, the
+channel it came through, the UTC time, the IP and user agent, the version of
+the consent text shown (a hash of the exact words, in that language), the
+language and the page the request came from. Erasure scrubs the personal
+parts of a reader's events but keeps the actions, so the log still proves
+what happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Request
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from markupsafe import Markup, escape
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from mailer.models import ConsentEvent, Subscriber, utcnow
+
+# Actions and channels, as stored.
+SIGNUP, CONFIRM, PREFERENCES, UNSUBSCRIBE, ERASURE, IMPORT, BOUNCE, PURGE = (
+    "signup", "confirm", "preferences", "unsubscribe", "erasure", "import", "bounce", "purge",
+)
+FORM, API, ONE_CLICK, LINK, ADMIN, SYSTEM = "form", "api", "one-click", "link", "admin", "system"
+CHANNEL_IMPORT = "import"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from: what the log keeps about it."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    source_page: str | None = None
+
+    @classmethod
+    def of(cls, request: Request, source_page: str | None = None) -> Origin:
+        """The origin of a Flask request; ``source_page`` defaults to the Referer."""
+        page = source_page if source_page is not None else request.referrer
+        return cls(
+            ip=request.remote_addr,
+            user_agent=(request.user_agent.string or None) and request.user_agent.string[:500],
+            source_page=page[:1000] if page else None,
+        )
+
+
+NOWHERE = Origin()
+
+
+def _sentence(site: str, notice: str) -> str:
+    return str(_("I want to receive the %(site)s newsletter by email, and I have read the %(notice)s.",
+                 site=site, notice=notice))
+
+
+def consent_text(site_name: str, language: str) -> str:
+    """The words of the consent box, in ``language`` (needs an app context).
+
+    Exactly the text of the box's label, so its hash proves what was shown.
+    """
+    with force_locale(language):
+        return _sentence(site_name, _("privacy notice"))
+
+
+def consent_label(site_name: str, privacy_url: str) -> Markup:
+    """The consent box's label in the page's language, with the notice linked."""
+    link = Markup('<a href="%s" target="_blank" rel="noopener">%s</a>') % (privacy_url, _("privacy notice"))
+    # Safe: the msgid is ours, the site name is escaped, the link built above.
+    return Markup(_sentence(str(escape(site_name)), link))  # noqa: S704
+
+
+def text_version(text: str, language: str) -> str:
+    """The version of a consent text: sha256 of its language and exact words."""
+    return hashlib.sha256(f"{language}\n{text.strip()}".encode()).hexdigest()
+
+
+def record(
+    session: Session,
+    subscriber: Subscriber,
+    action: str,
+    channel: str,
+    origin: Origin = NOWHERE,
+    *,
+    language: str | None = None,
+    text_version: str | None = None,
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> ConsentEvent:
+    """Append one event to ``subscriber``'s log (the caller commits)."""
+    event = ConsentEvent(
+        subscriber_id=subscriber.id,
+        email_hash=subscriber.email_hash,
+        action=action,
+        channel=channel,
+        occurred_at=now or utcnow(),
+        ip=origin.ip,
+        user_agent=origin.user_agent,
+        source_page=origin.source_page,
+        consent_text_version=text_version,
+        language=language or subscriber.language,
+        details=details or {},
+    )
+    session.add(event)
+    return event
+
+
+def scrub(session: Session, email_hash: str) -> None:
+    """Remove the personal parts of every event about ``email_hash``.
+
+    The action, channel, time, text version and language stay: they prove
+    what happened without saying who or from where.
+    """
+    session.execute(
+        update(ConsentEvent)
+        .where(ConsentEvent.email_hash == email_hash)
+        .values(ip=None, user_agent=None, source_page=None, details={}),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def describe(event: ConsentEvent) -> dict[str, Any]:
+    """An event as JSON-ready data (for "download my data")."""
+    return {
+        "action": event.action,
+        "channel": event.channel,
+        "occurred_at": event.occurred_at.isoformat(timespec="seconds") + "Z",
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "consent_text_version": event.consent_text_version,
+        "language": event.language,
+        "source_page": event.source_page,
+        "details": event.details,
+    }

@@ -1,0 +1,173 @@
+"""A subscriber's life after signup: confirm, preferences, unsubscribe, erasure.
+
+Only this package changes ``Subscriber.status``. Every function is
+idempotent (a second call changes nothing and says so), appends to the
+consent log what it changed, and leaves the commit to the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
+
+from mailer.models import Delivery, OutboundMail, Subscriber, SubscriberStatus, utcnow
+from mailer.subscriptions import consent
+from mailer.subscriptions.addresses import display_address
+from mailer.subscriptions.signup import new_nonce
+from mailer.topics import topic_name
+
+
+class ConfirmResult(enum.StrEnum):
+    """What a confirmation link did."""
+
+    CONFIRMED = "confirmed"
+    ALREADY = "already"  # confirmed before
+    STALE = "stale"  # a link of an older signup, or of a purged or unsubscribed one
+
+
+def confirm(
+    session: Session, subscriber: Subscriber, nonce: str, origin: consent.Origin = consent.NOWHERE,
+    now: datetime | None = None,
+) -> ConfirmResult:
+    """Confirm ``subscriber``'s pending signup if ``nonce`` is still its own.
+
+    The nonce changes at every new signup and at unsubscribe, erasure and
+    purge, so replaying an old link does nothing.
+    """
+    if subscriber.email is None:
+        return ConfirmResult.STALE
+    if subscriber.status is SubscriberStatus.CONFIRMED:
+        # Any of the reader's links: nothing to do, and nothing to hide from
+        # the owner of the mailbox.
+        return ConfirmResult.ALREADY
+    if subscriber.confirm_nonce != nonce:
+        return ConfirmResult.STALE
+    now = now or utcnow()
+    subscriber.status = SubscriberStatus.CONFIRMED
+    subscriber.confirmed_at = now
+    subscriber.unsubscribed_at = None
+    subscriber.confirm_requested_at = None
+    consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,
+                   details={"topics": subscriber.topics})
+    return ConfirmResult.CONFIRMED
+
+
+def resubscribe(
+    session: Session, subscriber: Subscriber, origin: consent.Origin = consent.NOWHERE, now: datetime | None = None,
+) -> bool:
+    """Subscribe again from the preferences page (its token was mailed to the
+    reader, so it proves the address as a confirmation link does)."""
+    if subscriber.status is SubscriberStatus.CONFIRMED or subscriber.email is None:
+        return False
+    now = now or utcnow()
+    subscriber.status = SubscriberStatus.CONFIRMED
+    subscriber.confirmed_at = now
+    subscriber.unsubscribed_at = None
+    subscriber.confirm_requested_at = None
+    consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,
+                   details={"via": "preferences", "topics": subscriber.topics})
+    return True
+
+
+def unsubscribe(
+    session: Session, subscriber: Subscriber, channel: str, origin: consent.Origin = consent.NOWHERE,
+    now: datetime | None = None, reason: str | None = None,
+) -> bool:
+    """Unsubscribe at once; False when there was nothing to do.
+
+    ``channel``: "link", "one-click", "admin", ... (see ``consent``). Any
+    confirmation link still out stops working.
+    """
+    if subscriber.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.ERASED):
+        return False
+    now = now or utcnow()
+    previous = subscriber.status
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    subscriber.unsubscribed_at = now
+    subscriber.confirm_nonce = new_nonce()
+    subscriber.confirm_requested_at = None
+    details: dict[str, Any] = {"previous_status": str(previous)}
+    if reason:
+        details["reason"] = reason[:500]
+    consent.record(session, subscriber, consent.UNSUBSCRIBE, channel, origin, now=now, details=details)
+    return True
+
+
+def update_preferences(
+    session: Session, subscriber: Subscriber, topics: str, language: str,
+    origin: consent.Origin = consent.NOWHERE, now: datetime | None = None,
+) -> bool:
+    """Save topics (normalised) and language; False when nothing changed."""
+    if subscriber.topics == topics and subscriber.language == language:
+        return False
+    before = {"topics": subscriber.topics, "language": subscriber.language}
+    subscriber.topics, subscriber.language = topics, language
+    consent.record(session, subscriber, consent.PREFERENCES, consent.LINK, origin, now=now,
+                   details={"before": before, "after": {"topics": topics, "language": language}})
+    return True
+
+
+def erase(
+    session: Session, subscriber: Subscriber, channel: str, origin: consent.Origin = consent.NOWHERE,
+    now: datetime | None = None,
+) -> bool:
+    """Erase a reader's personal data (GDPR art. 17); False if already erased.
+
+    What stays: the row with the address's hash (so that an import cannot
+    re-add it without a new consent) and the consent log's actions, without
+    IP, user agent, pages or details. ``origin`` is not stored: an erasure
+    request must not leave new personal data behind.
+    """
+    if subscriber.status is SubscriberStatus.ERASED and subscriber.email is None:
+        return False
+    now = now or utcnow()
+    del origin  # deliberately unused, see above
+    consent.scrub(session, subscriber.email_hash)
+    # Transactional mails and SMTP replies quote the address.
+    session.execute(delete(OutboundMail).where(OutboundMail.subscriber_id == subscriber.id))
+    session.execute(
+        update(Delivery).where(Delivery.subscriber_id == subscriber.id).values(last_reply=None),
+        execution_options={"synchronize_session": False},
+    )
+    subscriber.email = None
+    subscriber.status = SubscriberStatus.ERASED
+    subscriber.topics = ""
+    subscriber.confirm_nonce = new_nonce()
+    subscriber.confirmations_sent = []
+    subscriber.confirm_requested_at = None
+    subscriber.confirmed_at = None
+    subscriber.unsubscribed_at = now
+    consent.record(session, subscriber, consent.ERASURE, channel, now=now)
+    session.expire(subscriber, ["consent_events"])
+    return True
+
+
+def personal_data(config: Mapping[str, Any], subscriber: Subscriber) -> dict[str, Any]:
+    """Everything kept about ``subscriber``, for "download my data" (art. 15/20)."""
+
+    def stamp(moment: datetime | None) -> str | None:
+        return moment.isoformat(timespec="seconds") + "Z" if moment else None
+
+    slugs = [slug for slug in subscriber.topics.split(",") if slug]
+    return {
+        "subscriber": {
+            "email": display_address(subscriber.email) if subscriber.email else None,
+            "status": str(subscriber.status),
+            "language": subscriber.language,
+            "topics": [{"slug": s, "name": topic_name(config["TOPICS"], s, subscriber.language)} for s in slugs]
+            or "all",
+            "created_at": stamp(subscriber.created_at),
+            "confirmed_at": stamp(subscriber.confirmed_at),
+            "unsubscribed_at": stamp(subscriber.unsubscribed_at),
+            "confirmation_requested_at": stamp(subscriber.confirm_requested_at),
+            "confirmation_mails_sent": list(subscriber.confirmations_sent or []),
+        },
+        "consent_log": [consent.describe(event) for event in subscriber.consent_events],
+        "controller": {"name": config["SITE_NAME"], "address": config["POSTAL_ADDRESS"]},
+        "generated_at": stamp(utcnow()),
+    }

@@ -1,0 +1,153 @@
+"""The links in mails: ``/confirm/<token>``, ``/unsubscribe/<token>``.
+
+Mail security scanners fetch every link, so a GET only shows a page with a
+button; the POST acts, and a second POST still shows success. The signed
+token is the authority: no session, cookie or CSRF token is needed (RFC 8058
+forbids requiring them for one-click unsubscribe), so these views are exempt
+from CSRF. A bad token gets a clear 400 or 404 page and changes nothing.
+"""
+
+from __future__ import annotations
+
+from flask import render_template, request, url_for
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from mailer.db import get_session
+from mailer.models import Subscriber, SubscriberStatus
+from mailer.subscriptions import bp, consent
+from mailer.subscriptions.addresses import display_address
+from mailer.subscriptions.lifecycle import ConfirmResult, confirm, unsubscribe
+from mailer.subscriptions.views import csrf_exempt, error_page, set_language
+from mailer.tokens import BadToken, preferences_token, read_confirm_token, read_subscriber_token
+
+Page = str | tuple[str, int] | Response
+NEVER = 10**10  # seconds: "no expiry", to tell an expired token from a forged one
+
+
+def _reader(subscriber: Subscriber) -> None:
+    """Pages about a reader are in the reader's language (unless ?lang= says otherwise)."""
+    set_language(subscriber.language, unless_chosen=True)
+
+
+def _bad_link() -> tuple[str, int]:
+    return error_page(400, _("This link is not valid"),
+                      _("The link may have been cut or changed when it was copied. "
+                        "Please open it again from the mail, or copy all of it."))
+
+
+def _confirming(token: str) -> tuple[Subscriber, str] | tuple[str, int]:
+    """The subscriber and nonce of a confirm token, or the error page."""
+    try:
+        subscriber_id, nonce = read_confirm_token(token)
+    except BadToken:
+        try:
+            read_confirm_token(token, max_age=NEVER)
+        except BadToken:
+            return _bad_link()
+        return error_page(400, _("This link has expired"),
+                          _("Confirmation links work for 7 days. Please sign up again to get a new one."))
+    subscriber = get_session().get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.email is None:
+        return _stale_confirmation()
+    _reader(subscriber)
+    return subscriber, nonce
+
+
+def _stale_confirmation() -> tuple[str, int]:
+    return error_page(404, _("This link is no longer valid"),
+                      _("It belongs to a signup that was replaced by a newer one, withdrawn or not confirmed "
+                        "in time. If you signed up again, use the link in the latest mail; otherwise please "
+                        "sign up again."))
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str) -> Page:
+    """A page with a button: a GET confirms nothing."""
+    found = _confirming(token)
+    if not isinstance(found[0], Subscriber):
+        return found  # type: ignore[return-value]
+    subscriber, nonce = found
+    if subscriber.status is SubscriberStatus.CONFIRMED:
+        return render_template("pages/confirmed.html", already=True, **_links(subscriber))
+    if subscriber.confirm_nonce != nonce:
+        return _stale_confirmation()
+    return render_template("pages/confirm.html", address=display_address(subscriber.email or ""))
+
+
+@bp.post("/confirm/<token>")
+@csrf_exempt
+def confirm_action(token: str) -> Page:
+    """Confirm the subscription (idempotent)."""
+    found = _confirming(token)
+    if not isinstance(found[0], Subscriber):
+        return found  # type: ignore[return-value]
+    subscriber, nonce = found
+    session = get_session()
+    result = confirm(session, subscriber, nonce, consent.Origin.of(request))
+    if result is ConfirmResult.STALE:
+        return _stale_confirmation()
+    session.commit()
+    return render_template("pages/confirmed.html", already=result is ConfirmResult.ALREADY, **_links(subscriber))
+
+
+def _unsubscribing(token: str) -> Subscriber | tuple[str, int] | None:
+    """The subscriber of an unsubscribe token (None if gone), or the error page."""
+    try:
+        subscriber_id = read_subscriber_token("unsubscribe", token)
+    except BadToken:
+        return _bad_link()
+    subscriber = get_session().get(Subscriber, subscriber_id)
+    if subscriber is not None:
+        _reader(subscriber)
+    return subscriber
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> Page:
+    """A page with a button: a GET unsubscribes nobody."""
+    found = _unsubscribing(token)
+    if isinstance(found, tuple):
+        return found
+    if found is None or found.email is None:
+        return error_page(404, _("Subscription not found"),
+                          _("We have no subscription for this link any more: you will not receive our mail."))
+    if found.status is not SubscriberStatus.CONFIRMED:
+        return render_template("pages/unsubscribed.html", already=True, **_links(found))
+    return render_template("pages/unsubscribe.html", address=display_address(found.email), **_links(found))
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf_exempt
+def unsubscribe_action(token: str) -> Page:
+    """Unsubscribe at once (idempotent); also the RFC 8058 one-click target.
+
+    Always 200 with a page, never a redirect: one-click senders do not follow them.
+    """
+    found = _unsubscribing(token)
+    if isinstance(found, tuple):
+        return found
+    if found is None:
+        return render_template("pages/unsubscribed.html", already=True, preferences_url=None)
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    session = get_session()
+    changed = unsubscribe(session, found, consent.ONE_CLICK if one_click else consent.LINK,
+                          consent.Origin.of(request))
+    session.commit()
+    return render_template("pages/unsubscribed.html", already=not changed,
+                           **_links(found) if found.email else {"preferences_url": None})
+
+
+def _links(subscriber: Subscriber) -> dict[str, str]:
+    """Links a reader's pages offer: their preferences page."""
+    return {"preferences_url": url_for("subscriptions.preferences", token=preferences_token(subscriber.id))}
+
+
+@bp.after_request
+def _private(response: Response) -> Response:
+    """Pages reached by a token: not cached, not indexed, no token in Referer."""
+    if request.view_args and "token" in request.view_args:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Robots-Tag"] = "noindex"
+    return response

@@ -1,0 +1,101 @@
+"""Jobs on the whole list: purge unconfirmed signups, suppress bounced readers.
+
+Both are plain functions the scheduler (and the admin) call with a session;
+the caller commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, insert, select, update
+from sqlalchemy.orm import Session
+
+from mailer.models import ConsentEvent, Delivery, Subscriber, SubscriberStatus
+from mailer.subscriptions import consent
+from mailer.subscriptions.signup import new_nonce
+
+log = logging.getLogger("mailer.subscriptions")
+
+
+def purge_unconfirmed(session: Session, config: Mapping[str, Any], now: datetime) -> int:
+    """Drop signups left unconfirmed for ``PURGE_UNCONFIRMED_DAYS``; their links stop working.
+
+    A never-confirmed address is deleted (its consent events keep only the
+    actions and the hash). A returning reader's unconfirmed request is
+    withdrawn: the row keeps its old state, the nonce changes so the link
+    dies, and an erased row loses the address again. Imported pending rows
+    that were never sent a confirmation are left alone. Returns the number
+    of signups purged.
+    """
+    cutoff = now - timedelta(days=int(config["PURGE_UNCONFIRMED_DAYS"]))
+    stale = Subscriber.confirm_requested_at < cutoff
+    rows = session.execute(select(Subscriber.id, Subscriber.email_hash, Subscriber.status).where(stale)).all()
+    if not rows:
+        return 0
+    events = [
+        {"subscriber_id": None if status is SubscriberStatus.PENDING else sid, "email_hash": email_hash,
+         "action": consent.PURGE, "channel": consent.SYSTEM, "occurred_at": now, "details": {}}
+        for sid, email_hash, status in rows
+    ]
+    pending_hashes = [email_hash for _sid, email_hash, status in rows if status is SubscriberStatus.PENDING]
+    for start in range(0, len(pending_hashes), 500):
+        # Who asked, from where: not ours to keep for a signup nobody confirmed.
+        session.execute(
+            update(ConsentEvent).where(ConsentEvent.email_hash.in_(pending_hashes[start:start + 500]))
+            .values(ip=None, user_agent=None, source_page=None, details={}),
+            execution_options={"synchronize_session": False},
+        )
+    session.execute(
+        delete(Subscriber).where(stale, Subscriber.status == SubscriberStatus.PENDING),
+        execution_options={"synchronize_session": False},
+    )
+    for sid, _hash, status in rows:
+        if status is SubscriberStatus.PENDING:
+            continue
+        values: dict[str, Any] = {"confirm_nonce": new_nonce(), "confirm_requested_at": None}
+        if status is SubscriberStatus.ERASED:
+            values["email"] = None
+        session.execute(update(Subscriber).where(Subscriber.id == sid).values(**values),
+                        execution_options={"synchronize_session": False})
+    session.execute(insert(ConsentEvent), events)
+    log.info("purged %d unconfirmed signups older than %s", len(rows), cutoff.isoformat())
+    return len(rows)
+
+
+def suppress_bounced(session: Session) -> int:
+    """Readers whose address hard-bounced since they confirmed become "bounced".
+
+    ``delivery/`` marks ``Delivery.bounce``; only this package changes a
+    status. Bounces from before a reader's latest confirmation do not count,
+    so a reader who fixed the mailbox and subscribed again stays. Returns
+    how many readers were suppressed.
+    """
+    bounced = exists().where(
+        Delivery.subscriber_id == Subscriber.id,
+        Delivery.bounce.is_(True),
+        Delivery.created_at >= Subscriber.confirmed_at,
+    )
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.email_hash, Subscriber.language)
+        .where(and_(Subscriber.status == SubscriberStatus.CONFIRMED, bounced))
+    ).all()
+    if not rows:
+        return 0
+    ids = [sid for sid, _hash, _language in rows]
+    for start in range(0, len(ids), 500):
+        session.execute(
+            update(Subscriber).where(Subscriber.id.in_(ids[start:start + 500]))
+            .values(status=SubscriberStatus.BOUNCED),
+            execution_options={"synchronize_session": False},
+        )
+    session.execute(insert(ConsentEvent), [
+        {"subscriber_id": sid, "email_hash": email_hash, "action": consent.BOUNCE, "channel": consent.SYSTEM,
+         "language": language, "details": {}}
+        for sid, email_hash, language in rows
+    ])
+    log.info("suppressed %d bounced addresses", len(rows))
+    return len(rows)

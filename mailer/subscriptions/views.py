@@ -1,0 +1,149 @@
+"""The public pages: ``GET /``, ``POST /subscribe``, ``GET /privacy``.
+
+Handlers only parse, call the rules in ``signup.py`` and answer. The answer
+to a valid signup is the same page for every address, whatever its state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Response, current_app, g, render_template, request
+from flask_babel import get_locale, refresh
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import TooManyRequests
+
+from mailer.config import LOCALES
+from mailer.db import get_session
+from mailer.security import csrf, limiter
+from mailer.subscriptions import bp, consent
+from mailer.subscriptions.forms import SignupForm, form_age, form_timestamp
+from mailer.subscriptions.mails import notify_outbox
+from mailer.subscriptions.signup import SignupRequest, signup
+from mailer.topics import normalise_topics
+
+log = logging.getLogger("mailer.subscriptions")
+
+# One budget per IP for both signup routes, so alternating them gains nothing.
+signup_limit = limiter.shared_limit(lambda: str(current_app.config["SIGNUP_LIMIT"]), scope="signup", methods=["POST"])
+
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def csrf_exempt(view: View) -> View:
+    """Exempt a view from CSRF: for token routes and the JSON API (typed ``csrf.exempt``)."""
+    csrf.exempt(view)
+    return view
+
+
+def error_page(status: int, title: str, message: str) -> tuple[str, int]:
+    """A clear page for a refused request."""
+    return render_template("pages/error.html", title=title, message=message, status=status), status
+
+
+def set_language(language: str, *, unless_chosen: bool = False) -> None:
+    """Show this request's page (and mail) in ``language``.
+
+    ``unless_chosen``: keep a language the visitor picked with ``?lang=``.
+    """
+    if language not in LOCALES or (unless_chosen and "reader_language" in g):
+        return
+    g.reader_language = language
+    refresh()  # Flask-Babel caches the locale per request
+
+
+@bp.context_processor
+def _page_context() -> dict[str, Any]:
+    """The layout's ``<html lang>``: Flask-Babel does not make it a template global."""
+    return {"get_locale": get_locale}
+
+
+@bp.before_request
+def _language_from_query() -> None:
+    """``?lang=en`` switches the public pages."""
+    chosen = request.args.get("lang")
+    if chosen:
+        set_language(chosen)
+
+
+def _signup_page(form: SignupForm, form_error: str | None = None, status: int = 200) -> Response:
+    """The signup page with ``form`` (and its errors)."""
+    config = current_app.config
+    label = consent.consent_label(config["SITE_NAME"], config["PRIVACY_URL"])
+    page = render_template("pages/signup.html", form=form, form_error=form_error, consent_label=label)
+    response = current_app.make_response((page, status))
+    response.headers["Cache-Control"] = "no-store"  # it carries a CSRF token and a timestamp
+    return response
+
+
+@bp.get("/")
+def signup_page() -> Response:
+    """The signup page: "Non perderti nessuna news!"."""
+    form = SignupForm(formdata=None)
+    form.started.data = form_timestamp()
+    return _signup_page(form)
+
+
+@bp.post("/subscribe")
+@signup_limit
+def subscribe() -> Response | tuple[str, int]:
+    """The signup form: "check your inbox" for every valid address."""
+    form = SignupForm()
+    set_language(str(form.language.data))  # answer in the language just chosen
+    if form.homepage.data:
+        # A bot filled the field people never see: pretend, change nothing.
+        log.info("signup honeypot filled from %s", request.remote_addr)
+        return render_template("pages/check_inbox.html", address=(form.email.data or "")[:254]), 200
+    form_error = None
+    age = form_age(form.started.data or "")
+    valid = form.validate()
+    if age is None:
+        form_error = _("The form has expired. Please check your details and send it again.")
+        form.started.data = form_timestamp()
+    elif age < float(current_app.config["SIGNUP_MIN_SECONDS"]):
+        form_error = _("That was quick! Please check your details and send the form again.")
+    if not valid or form_error or form.address is None:
+        return _signup_page(form, form_error, 400)
+    language = str(form.language.data)
+    session = get_session()
+    signup(session, current_app.config, SignupRequest(
+        address=form.address,
+        topics=normalise_topics(current_app.config["TOPICS"], form.topics.data or []),
+        language=language,
+        channel=consent.FORM,
+        consent_text=consent.consent_text(current_app.config["SITE_NAME"], language),
+        origin=consent.Origin.of(request),
+    ))
+    session.commit()
+    notify_outbox()
+    return render_template("pages/check_inbox.html", address=form.address.display), 200
+
+
+@bp.get("/privacy")
+def privacy() -> str:
+    """The privacy notice (informativa) that the consent box links to."""
+    return render_template("pages/privacy.html")
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_failed(error: CSRFError) -> tuple[str, int]:
+    """A form without a valid CSRF token: explain, change nothing."""
+    return error_page(400, _("This form has expired"),
+                      _("For your security the form works only for a while after the page is opened. "
+                        "Please go back, reload the page and send it again."))
+
+
+@bp.errorhandler(TooManyRequests)
+def _too_many(error: TooManyRequests) -> Response | tuple[str, int]:
+    """429 (Flask-Limiter adds Retry-After): JSON for the API, a page for people."""
+    if request.path.startswith("/api/"):
+        from flask import jsonify
+
+        message = _("Too many signups from your network. Please try again later.")
+        return current_app.make_response((jsonify(error="rate_limited", message=message), 429))
+    return error_page(429, _("Too many attempts"),
+                      _("Too many signups came from your network. Please wait a few minutes and try again."))

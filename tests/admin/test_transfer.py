@@ -1,0 +1,140 @@
+"""CSV import (upload) and export (streamed download) from the admin."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from mailer.admin.streaming import CHUNK, stream_writes
+from mailer.models import ConsentEvent, Subscriber, SubscriberStatus
+from tests.admin import seed
+
+
+def _upload(client, body: bytes, confirmed: bool = False, name: str = "lista.csv"):
+    data = {"file": (io.BytesIO(body), name)}
+    if confirmed:
+        data["confirmed"] = "y"
+    return client.post("/admin/readers/import", data=data, content_type="multipart/form-data")
+
+
+def test_import_page(admin_client):
+    html = admin_client.get("/admin/readers/import").get_data(as_text=True)
+    assert 'enctype="multipart/form-data"' in html and 'name="confirmed"' in html
+
+
+def test_import_reports_bad_rows_by_line(admin_client, session):
+    seed.reader(session, "gia@example.it")
+    seed.reader(session, "via@example.it", SubscriberStatus.UNSUBSCRIBED)
+    session.commit()
+    body = ("\ufeffemail,language\n"
+            "nuovo@example.it,it\n"
+            "non-un-indirizzo,it\n"
+            "gia@example.it,en\n"
+            "via@example.it,it\n"
+            "<script>x</script>@example.it,it\n"
+            "altro@example.it,en\n").encode()
+    response = _upload(admin_client, body, confirmed=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "imported 2" in html
+    problems = html.split('id="import-problems"', 1)[1]
+    assert re.findall(r'<td class="num">(\d+)</td>', problems) == ["3", "6"]
+    assert "<script>x" not in html
+    new = session.scalar(select(Subscriber).where(Subscriber.email == "nuovo@example.it"))
+    assert new.status is SubscriberStatus.CONFIRMED
+    # The import is in the consent log, with the file's name.
+    event = session.scalar(select(ConsentEvent).where(ConsentEvent.subscriber_id == new.id))
+    assert event.action == "import" and "lista.csv" in str(event.details) + str(event.source_page)
+    # Still suppressed.
+    assert session.scalar(select(Subscriber.status).where(Subscriber.email == "via@example.it")) == "unsubscribed"
+
+
+def test_import_without_consent_makes_pending_readers(admin_client, session):
+    response = _upload(admin_client, b"email\nuno@example.it\n")
+    assert response.status_code == 200
+    assert session.scalar(select(Subscriber.status).where(Subscriber.email == "uno@example.it")) == "pending"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"", "empty"),
+    (b"name,phone\nMario,123\n", "no &#39;email&#39; column"),
+    (b"email\n\xff\xfe\x00bad\n", "cannot be imported"),
+])
+def test_import_of_an_unreadable_file(admin_client, session, body, message):
+    response = _upload(admin_client, body)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_import_without_a_file(admin_client):
+    response = admin_client.post("/admin/readers/import", data={}, content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "Choose a CSV file." in response.get_data(as_text=True)
+
+
+def test_export_streams_every_reader(admin_client, session):
+    for n in range(3):
+        seed.reader(session, f"r{n}@example.it")
+    seed.reader(session, "formula@example.it", SubscriberStatus.PENDING)
+    session.commit()
+    response = admin_client.get("/admin/readers/export.csv")
+    assert response.status_code == 200
+    assert response.is_streamed
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="subscribers-')
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert sorted(r["email"] for r in rows) == ["formula@example.it", "r0@example.it", "r1@example.it", "r2@example.it"]
+    assert {r["status"] for r in rows} == {"confirmed", "pending"}
+
+
+def test_stream_writes_hands_over_chunks():
+    def write(handle):
+        for n in range(20_000):
+            handle.write(f"{n},riga è\n")
+
+    chunks = list(stream_writes(write))
+    assert len(chunks) > 2 and all(len(c) >= CHUNK for c in chunks[:-1])
+    text = b"".join(chunks).decode()
+    assert text.splitlines()[0] == "0,riga è" and text.splitlines()[-1] == "19999,riga è"
+
+
+def test_stream_writes_raises_the_writer_error():
+    def write(handle):
+        handle.write("x" * (CHUNK + 1))
+        raise RuntimeError("database went away")
+
+    stream = stream_writes(write)
+    assert next(stream)
+    with pytest.raises(RuntimeError, match="database went away"):
+        list(stream)
+
+
+def test_stream_writes_stops_the_writer_when_the_client_leaves():
+    stopped = threading.Event()
+
+    def write(handle):
+        try:
+            while True:
+                handle.write("y" * 1024)
+        finally:
+            stopped.set()
+
+    stream = stream_writes(write)
+    next(stream)
+    stream.close()  # what the server does when the client disconnects
+    assert stopped.wait(5)
+
+
+
+def test_an_upload_over_the_limit_is_refused(admin_client, session, monkeypatch):
+    monkeypatch.setattr("mailer.admin.transfer.MAX_UPLOAD_BYTES", 2000)
+    response = _upload(admin_client, b"email\n" + b"someone@example.it\n" * 200)
+    assert response.status_code == 413
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+    assert _upload(admin_client, b"email\nsomeone@example.it\n").status_code == 200

@@ -1,0 +1,110 @@
+"""When feeds fail: recorded, flagged, reported; the others are stored all the same."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from mailer.db import get_sessionmaker
+from mailer.feeds import FetchResult, flagged_feeds, is_flagged
+from mailer.models import Feed
+from tests.feeds.conftest import corpus
+
+FEED = corpus("rss2_content.xml")
+
+
+def test_each_feed_is_stored_on_its_own(feed_server, add_feed_row, poll, articles, feed_row):
+    good = add_feed_row(feed_server.add("/good.xml", FEED))
+    broken = add_feed_row(feed_server.add("/broken.xml", b"<html>login</html>"))
+    down = add_feed_row(feed_server.add("/down.xml", b"", status=503))
+    also_good = add_feed_row(feed_server.add("/atom.xml", corpus("atom.xml")))
+    results = poll()
+    assert [r.feed_id for r in results] == [good, broken, down, also_good]  # one per feed, in order
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert len(articles()) == 5
+    failed = feed_row(down)
+    assert failed.last_error == "HTTP 503 Service Unavailable"
+    assert failed.last_error_at is not None and failed.consecutive_failures == 1
+    assert failed.last_success_at is None
+    fine = feed_row(good)
+    assert fine.title == "Cronache Digitali"
+    assert fine.last_success_at is not None and fine.last_error is None and fine.consecutive_failures == 0
+
+
+def test_failures_count_up_then_flag_then_reset(feed_server, add_feed_row, poll, feed_row, app, caplog):
+    url = feed_server.add("/flaky.xml", b"", status=500)
+    feed_id = add_feed_row(url)
+    caplog.set_level(logging.INFO, logger="mailer.feeds")
+    first = poll(FEED_FAILURE_ALERT=3)[0]
+    second = poll(FEED_FAILURE_ALERT=3)[0]
+    assert (first.failures, first.flagged, second.failures, second.flagged) == (1, False, 2, False)
+    assert second.line() == f"FAILED {url}: HTTP 500 Internal Server Error (2 failures in a row)"
+    assert not any(r.levelno == logging.WARNING for r in caplog.records)
+    third = poll(FEED_FAILURE_ALERT=3)[0]
+    assert third.flagged
+    assert third.line().endswith("(3 failures in a row) [flagged: check or disable this feed]")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and url in warnings[0].getMessage()
+    with get_sessionmaker(app)() as session:
+        assert [f.id for f in flagged_feeds(session, {"FEED_FAILURE_ALERT": 3})] == [feed_id]
+        assert is_flagged(session.get_one(Feed, feed_id), {"FEED_FAILURE_ALERT": 3})
+    feed_server.add("/flaky.xml", FEED)  # it recovers
+    assert poll(FEED_FAILURE_ALERT=3)[0].ok
+    recovered = feed_row(feed_id)
+    assert (recovered.consecutive_failures, recovered.last_error, recovered.last_error_at) == (0, None, None)
+    with get_sessionmaker(app)() as session:
+        assert flagged_feeds(session, {"FEED_FAILURE_ALERT": 3}) == []
+
+
+def test_disabled_feeds_are_not_polled(feed_server, add_feed_row, poll):
+    add_feed_row(feed_server.add("/off.xml", FEED), enabled=False)
+    assert poll() == []
+    assert feed_server.requests == []
+
+
+def test_only_some_feeds(feed_server, add_feed_row, app):
+    from mailer.feeds import fetch_all_feeds
+
+    add_feed_row(feed_server.add("/a.xml", FEED))
+    second = add_feed_row(feed_server.add("/b.xml", corpus("atom.xml")))
+    results = fetch_all_feeds(get_sessionmaker(app), {**app.config, "FIRST_FETCH_DAYS": 36500}, feed_ids=[second])
+    assert [r.feed_id for r in results] == [second]
+
+
+def test_result_lines():
+    assert FetchResult("https://a.example/f", ok=True, new=2, updated=1).line() == \
+        "ok     https://a.example/f: 2 new, 1 updated"
+    assert FetchResult("https://a.example/f", ok=True, not_modified=True).line() == \
+        "ok     https://a.example/f: not modified"
+    assert FetchResult("https://a.example/f", ok=False, error="timed out after 30 s", failures=1).line() == \
+        "FAILED https://a.example/f: timed out after 30 s"
+
+
+def test_feeds_fetch_command_exits_1_naming_the_failed_feed(app, runner, feed_server, articles):
+    good = feed_server.add("/good.xml", FEED)
+    bad = feed_server.add("/bad.xml", b"", status=404)
+    app.config.update(FEEDS=[good, bad], FIRST_FETCH_DAYS=36500)
+    outcome = runner.invoke(args=["feeds", "fetch"])
+    assert outcome.exit_code == 1, outcome.output
+    lines = outcome.output.strip().splitlines()
+    assert lines == [f"ok     {good}: 3 new, 0 updated", f"FAILED {bad}: HTTP 404 Not Found"]
+    assert len(articles()) == 3  # the good feed is stored all the same
+    with get_sessionmaker(app)() as session:
+        assert {(f.url, f.source) for f in session.scalars(select(Feed))} == {(good, "config"), (bad, "config")}
+
+
+def test_feeds_fetch_command_exits_0_when_all_are_fine(app, runner, feed_server):
+    good = feed_server.add("/good.xml", FEED)
+    app.config.update(FEEDS=[good], FIRST_FETCH_DAYS=36500)
+    first = runner.invoke(args=["feeds", "fetch"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(args=["feeds", "fetch"])  # configured feeds are not added twice
+    assert second.exit_code == 0
+    assert second.output.strip() == f"ok     {good}: not modified"
+
+
+def test_feeds_fetch_command_with_no_feeds(runner):
+    outcome = runner.invoke(args=["feeds", "fetch"])
+    assert outcome.exit_code == 0
+    assert "no enabled feeds" in outcome.output

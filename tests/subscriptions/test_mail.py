@@ -1,0 +1,100 @@
+"""The confirmation mail: queued in the request, sent by the outbox, nothing but the confirmation."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from mailer.models import SubscriberStatus
+from tests.smtp_sink import SmtpSink
+from tests.subscriptions.conftest import confirm_path, mails, subscribe, subscriber
+
+
+class Blackhole:
+    """A TCP server that accepts connections and never says a word (a hung SMTP server)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            self.accepted.set()
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Blackhole]:
+    hole = Blackhole()
+    yield hole
+    hole.close()
+
+
+def test_answer_does_not_wait_for_smtp(make_app, session: Session, blackhole: Blackhole) -> None:  # type: ignore[no-untyped-def]
+    """The SMTP server hangs: the signup is answered anyway, and the mail waits in the outbox."""
+    app = make_app(SMTP_URL=f"smtp://127.0.0.1:{blackhole.port}", SMTP_TIMEOUT=2)
+    answer = subscribe(app.test_client(), app, "mario@example.it")
+    assert answer.status_code == 200
+    # The answer came back; only now does the outbox thread talk to the (hung) server.
+    assert blackhole.accepted.wait(5), "the outbox worker never tried to send"
+    [mail] = mails(session)
+    assert mail.sent_at is None
+
+
+def test_confirmation_mail_is_delivered(app: Flask, client: FlaskClient, session: Session,
+                                        smtp_server: SmtpSink) -> None:
+    subscribe(client, app, "Mario+news@Città.it", language="en")
+    [received] = smtp_server.wait_for(1)
+    assert received.rcpt_tos == ["mario+news@xn--citt-3na.it"]  # IDN: the ASCII form
+    message = received.message
+    assert message.get_content_type() == "multipart/alternative"
+    assert message["Subject"] == "Confirm your subscription to Notizie Tech"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    path = confirm_path(mails(session)[0])
+    assert f"http://newsletter.test{path}" in text and f'href="http://newsletter.test{path}"' in html
+    assert "mario+news@città.it" in text
+    # Nothing but the confirmation: no other links, images, tracking or style sheets.
+    links = set(re.findall(r'href="([^"]+)"', html))
+    assert links == {f"http://newsletter.test{path}", "http://newsletter.test/privacy"}
+    assert "<img" not in html and "<style" not in html and "<script" not in html
+    assert 'style="' in html  # CSS inlined by hand
+    assert '<html lang="en">' in html
+    # Confirm from the delivered mail.
+    assert client.post(path).status_code == 200
+    assert subscriber(session, "mario+news@xn--citt-3na.it").status is SubscriberStatus.CONFIRMED
+
+
+def test_mail_language_follows_the_choice(app: Flask, client: FlaskClient, session: Session) -> None:
+    subscribe(client, app, "anna@example.it", language="it")
+    assert '<html lang="it">' in mails(session)[0].html
+
+
+def test_outbox_sends_once_per_allowed_request(app: Flask, client: FlaskClient, smtp_server: SmtpSink) -> None:
+    for _ in range(5):
+        subscribe(client, app, "victim@example.it")
+    smtp_server.wait_for(1)
+    time.sleep(0.3)  # give a wrongly queued second mail the time to arrive
+    assert len(smtp_server.to("victim@example.it")) == 1
