@@ -6,17 +6,18 @@ FLASK := $(BIN)/flask --app wsgi
 
 .PHONY: install install-dev run test test-sqlite test-postgresql lint lock translations clean
 
-install: $(VENV)/.installed  ## the idempotent .venv set-up
+install: $(VENV)/.installed  ## the idempotent .venv set-up, and the compiled translations
+	@if ls mailer/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
+		$(BIN)/pybabel compile -q -d mailer/translations; fi
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
-	if ls mailer/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then $(BIN)/pybabel compile -q -d mailer/translations; fi
 	touch $@
 
-install-dev: $(VENV)/.installed-dev
+install-dev: install $(VENV)/.installed-dev
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
@@ -35,7 +36,8 @@ lint: install-dev
 	$(BIN)/mypy
 
 translations: install  ## extract strings and update the catalogues
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o mailer/translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+		-o mailer/translations/messages.pot mailer templates
 	$(BIN)/pybabel update -i mailer/translations/messages.pot -d mailer/translations
 	$(BIN)/pybabel compile -d mailer/translations
 

@@ -108,6 +108,15 @@ def _address(value: str) -> str:
     return value
 
 
+def _bare_address(value: str) -> str:
+    from email.utils import parseaddr
+
+    name, addr = parseaddr(value)
+    if "\r" in value or "\n" in value or name or addr != value or "@" not in addr:
+        raise ValueError("expected a bare address such as bounces@example.it")
+    return value
+
+
 def _existing_file(value: str) -> str:
     if not Path(value).is_file():
         raise ValueError("no such file")
@@ -149,6 +158,8 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "CAPTURE_SMTP_PORT": _positive_int,
     # Beyond the contract: proxies in front of the app (docs/deploy.md).
     "PROXY_FIX_HOPS": _hops,
+    # Beyond the contract: the envelope sender, where bounces go (docs/deploy.md).
+    "BOUNCE_ADDRESS": _bare_address,
 }
 
 

@@ -68,7 +68,7 @@ def run_job(app: Flask, job: Job, stop: threading.Event) -> str:
         try:
             with job_lock(app, job.lock) as held:
                 if not held:
-                    log.info("%s job skipped: another scheduler is running it", job.name,
+                    log.info("%s job skipped: another scheduler (or a send started by hand) holds its lock", job.name,
                              extra={"job": job.name, "outcome": "skipped"})
                     return "skipped"
                 log.info("%s job started", job.name, extra={"job": job.name})

@@ -8,6 +8,7 @@ time (sessions end after ``ADMIN_SESSION_HOURS``).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -53,7 +54,7 @@ def _load_admin() -> AdminUser | None:
     if not 0 <= time.time() - since <= max_age:
         return None
     admin = get_session().get(AdminUser, admin_id)
-    if admin is None or session_fingerprint(admin) != fingerprint:
+    if admin is None or not hmac.compare_digest(session_fingerprint(admin), str(fingerprint)):
         return None  # the account was deleted or its password changed
     return admin
 
@@ -105,7 +106,8 @@ def safe_next(target: str | None) -> str | None:
     if not target or "\\" in target or any(ord(c) < 32 for c in target):
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith(bp.url_prefix or "/admin"):
+    prefix = bp.url_prefix or "/admin"
+    if parts.scheme or parts.netloc or not (parts.path == prefix or parts.path.startswith(prefix + "/")):
         return None
     return target
 

@@ -114,15 +114,22 @@ class Run:
         """Send every sending digest; raise DeliveryError when the server is unusable."""
         with self.engine.connect() as conn:
             digests = rows.sending_digests(conn)
-            if exclusive:  # alone by the file lock: claims left in the queue are a dead sender's
-                for claimant in {c for d in digests for c in rows.claimants(conn, d, utcnow())}:
+            # Claims a dead sender left: any at all when the file lock says we
+            # are alone (SQLite), else those of dead processes on this host.
+            for claimant in {c for d in digests for c in rows.claimants(conn, d, utcnow())}:
+                if exclusive or is_dead_neighbour(claimant):
                     rows.release(conn, claimant)
-                conn.commit()
+            conn.commit()
             try:
                 for digest_id in digests:
                     self.send_digest(conn, digest_id)
                     if self.aborted or self.stop.is_set():
                         break
+            except BaseException:
+                # Ctrl-C or a database failure: the workers give up their
+                # message in flight (no final ".", so the server drops it).
+                self.aborted = True
+                raise
             finally:
                 self.shutdown(conn)
             self.report.deferred = rows.count_deferred(conn)
@@ -175,6 +182,8 @@ class Run:
             outstanding -= done.handled
             progress.advance(done.tried)
             if outstanding > 0:
+                if self.aborted and not any(worker.is_alive() for worker in self.workers):
+                    break  # nobody left to finish them: shutdown() releases what is left
                 continue
             if stopping:
                 break
@@ -191,7 +200,6 @@ class Run:
             conn.commit()
             self.report.finished.append(digest_id)
             self.echo(f"digest {digest_id} finished")
-            log.info("digest %d finished", digest_id)
         conn.commit()
 
     def _wait_for(self, conn: Connection, digest_id: int, window_end: datetime) -> float | None:

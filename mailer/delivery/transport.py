@@ -114,7 +114,7 @@ class SmtpTransport:
                 conn.starttls(context=context)
                 conn.ehlo()
             if settings.username:
-                conn.login(settings.username, settings.password or "")
+                _login(conn, settings.username, settings.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(f"SMTP authentication failed at {settings.where}: {_reply_text(exc)}") from None
         except smtplib.SMTPNotSupportedError:
@@ -208,6 +208,23 @@ class SmtpTransport:
             conn.quit()
         except (smtplib.SMTPException, OSError):
             conn.close()
+
+
+def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH with the best mechanism offered, once.
+
+    smtplib's ``login`` tries each mechanism in turn after a refusal; a wrong
+    password would then cost several refusals (and lock accounts sooner).
+    """
+    if not conn.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("AUTH not offered")
+    offered = conn.esmtp_features["auth"].upper().split()
+    conn.user, conn.password = username, password
+    for name, method in (("PLAIN", conn.auth_plain), ("LOGIN", conn.auth_login), ("CRAM-MD5", conn.auth_cram_md5)):
+        if name in offered:
+            conn.auth(name, method)  # raises SMTPAuthenticationError on a refusal
+            return
+    raise smtplib.SMTPException(f"no AUTH mechanism in common (the server offers {' '.join(offered)})")
 
 
 def _command(conn: smtplib.SMTP, verb: str, argument: str) -> tuple[int, str]:

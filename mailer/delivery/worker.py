@@ -64,9 +64,9 @@ class Worker(threading.Thread):
                     break
                 try:
                     result = self.deliver(item, check)
-                except DeliveryError as exc:  # a lost server that will not take us back
+                except BaseException:  # a lost server that will not take us back, or a bug
                     run.results.put(Result(item, Outcome.RELEASED))
-                    raise exc
+                    raise
                 if result.outcome is Outcome.SENT:
                     self.committed.clear()  # before the main thread can see the result
                 run.results.put(result)
@@ -103,7 +103,7 @@ class Worker(threading.Thread):
 
     def wait_committed(self) -> bool:
         """Wait until the previous "sent" is committed; False if the run is stopping hard."""
-        while False and not self.committed.wait(0.5):
+        while not self.committed.wait(0.5):
             if self.owner.aborted:
                 return False
         return not self.owner.aborted

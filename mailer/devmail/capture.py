@@ -27,6 +27,8 @@ class MaildirHandler:
 
     def __init__(self, maildir: str | Path) -> None:
         self.path = Path(maildir)
+        # Maildir(create=True) makes the last directory only, not its parents.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.maildir = mailbox.Maildir(self.path, create=True)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's name
@@ -49,7 +51,7 @@ class CaptureServer:
         self.handler = MaildirHandler(maildir)
         self.controller = Controller(
             self.handler, hostname=host, port=port, data_size_limit=DATA_SIZE_LIMIT,
-            enable_SMTPUTF8=True, server_kwargs={"decode_data": False},
+            enable_SMTPUTF8=True, decode_data=False,
         )
 
     @classmethod

@@ -31,6 +31,7 @@ class Summary:
 
 
 def _maildir(path: str | Path) -> mailbox.Maildir:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     return mailbox.Maildir(Path(path), create=True)
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import Request
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
-from sqlalchemy import update
+from sqlalchemy import Table, insert, update
 from sqlalchemy.orm import Session
 
 from mailer.models import ConsentEvent, Subscriber, utcnow
@@ -52,6 +52,7 @@ class Origin:
 
 
 NOWHERE = Origin()
+EVENTS = cast(Table, ConsentEvent.__table__)
 
 
 def _sentence(site: str, notice: str) -> str:
@@ -91,23 +92,41 @@ def record(
     text_version: str | None = None,
     details: dict[str, Any] | None = None,
     now: datetime | None = None,
-) -> ConsentEvent:
+) -> None:
     """Append one event to ``subscriber``'s log (the caller commits)."""
-    event = ConsentEvent(
-        subscriber_id=subscriber.id,
-        email_hash=subscriber.email_hash,
-        action=action,
-        channel=channel,
-        occurred_at=now or utcnow(),
-        ip=origin.ip,
-        user_agent=origin.user_agent,
-        source_page=origin.source_page,
-        consent_text_version=text_version,
-        language=language or subscriber.language,
-        details=details or {},
-    )
-    session.add(event)
-    return event
+    log(session, subscriber.id, subscriber.email_hash, action, channel, origin,
+        language=language or subscriber.language, text_version=text_version, details=details, now=now)
+    # The INSERT bypasses the ORM: a loaded ``consent_events`` would miss it.
+    session.expire(subscriber, ["consent_events"])
+
+
+def log(
+    session: Session,
+    subscriber_id: int | None,
+    email_hash: str,
+    action: str,
+    channel: str,
+    origin: Origin = NOWHERE,
+    *,
+    language: str | None = None,
+    text_version: str | None = None,
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Append one event (a plain INSERT: it is on every signup's path)."""
+    session.execute(insert(EVENTS), [{
+        "subscriber_id": subscriber_id,
+        "email_hash": email_hash,
+        "action": action,
+        "channel": channel,
+        "occurred_at": now or utcnow(),
+        "ip": origin.ip,
+        "user_agent": origin.user_agent,
+        "source_page": origin.source_page,
+        "consent_text_version": text_version,
+        "language": language,
+        "details": details or {},
+    }])
 
 
 def scrub(session: Session, email_hash: str) -> None:

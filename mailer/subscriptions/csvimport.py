@@ -21,10 +21,10 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from flask_babel import force_locale
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from mailer.config import LOCALES
@@ -192,7 +192,7 @@ def _insert(
     # Core, not ORM, statements: the ORM's per-row bookkeeping would be most of the time.
     # RETURNING rows are matched back by the (unique) hash: asking for them in
     # parameter order makes SQLAlchemy insert one row at a time on SQLite.
-    subscribers, events = Subscriber.__table__, ConsentEvent.__table__
+    subscribers, events = cast(Table, Subscriber.__table__), cast(Table, ConsentEvent.__table__)
     connection = session.connection()
     inserted = connection.execute(
         insert(subscribers).returning(subscribers.c.id, subscribers.c.email_hash), batch).tuples()

@@ -57,6 +57,7 @@ def test_a_get_comes_back_to_the_page_after_login(client, admin_account):
 
 @pytest.mark.parametrize("target", [
     "https://evil.example/admin/", "//evil.example/admin/", "/\\evil.example", "/archive/", "javascript:alert(1)",
+    "/administrator", "http:/admin/",
     "/admin/\r\nSet-Cookie: x=1",
 ])
 def test_login_never_redirects_elsewhere(client, admin_account, target):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from flask import Flask
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -58,3 +59,10 @@ def rss(count: int, prefix: str = "Notizia") -> bytes:
         '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Notizie di prova</title>'
         f"<link>https://news.example.it/</link><description>Prova</description>{items}</channel></rss>"
     ).encode()
+
+
+@pytest.fixture
+def app(app: Flask) -> Flask:
+    """The shared app: few connections, no retry inside a run (the jobs retry)."""
+    app.config.update(SMTP_CONNECTIONS=2, DELIVERY_RETRY_WITHIN_RUN_SECONDS=0, SMTP_TIMEOUT=10)
+    return app

@@ -78,7 +78,8 @@ def test_purge_withdraws_a_returning_readers_request(app: Flask, client: FlaskCl
     session.commit()
     subscribe(client, app, "back@example.it")
     subscribe(client, app, erase_me)
-    back_link, erased_link = confirm_path(mails(session, "back@example.it")[-1]), confirm_path(mails(session, erase_me)[-1])
+    back_link = confirm_path(mails(session, "back@example.it")[-1])
+    erased_link = confirm_path(mails(session, erase_me)[-1])
     assert purge_unconfirmed(session, app.config, utcnow() + timedelta(days=8)) == 2
     session.commit()
     back = subscriber(session, "back@example.it")

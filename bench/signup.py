@@ -1,0 +1,240 @@
+"""Benchmark: ``POST /api/subscribe`` under gunicorn -w 2 on SQLite, against a bare insert.
+
+Run by hand from the repository root (needs ``wrk``: ``apt-get install wrk``;
+without it a Python load generator is used)::
+
+    .venv/bin/python bench/signup.py [--seconds 10] [--connections 16]
+
+Every app runs under the same ``gunicorn -w 2`` settings on a fresh SQLite
+file, on loopback; every request signs up a new address. Measured in the same
+run and printed as ratios to the raw limit, the bare endpoint (parse the
+JSON, insert one row with SQLAlchemy):
+
+- ``queue``: the real signup with the outbox thread taken out: the request
+  path alone (consent log, mail rendered into the outbox, limits);
+- ``smtp-down``: the real app, its outbox thread on, the SMTP port closed:
+  every confirmation must still be in the outbox after the run, which shows
+  that none was sent inside a request;
+- ``sending``: the real app while its outbox thread sends every confirmation
+  to bench/sink.py (a lean SMTP sink in a process of its own).
+
+Then the timing gap: one request at a time, the median latency of a signup
+for a pending, a confirmed and an unsubscribed address, as ratios to the
+median for a new address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from signup_apps import BareBase  # noqa: E402
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+
+from mailer.db import make_engine  # noqa: E402
+from mailer.models import Base, OutboundMail  # noqa: E402
+
+WRK_SCRIPT = """
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"email": "reader-' .. id .. '-' .. counter .. '@example.it", "consent": true}'
+  return wrk.format("POST", "/api/subscribe", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, timeout: float = 30) -> None:
+    """Wait until something accepts connections on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+def start_gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``gunicorn -w 2`` on loopback, quiet (the outbox's warnings go to a log file)."""
+    command = [str(ROOT / ".venv/bin/gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench"),
+               "--log-level", "warning", f"signup_apps:{app}"]
+    log = open(Path(env["BENCH_LOG"]), "ab")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(command, env={**os.environ, **env}, stderr=log, stdout=log)
+    wait_listening(port)
+    return process
+
+
+def run_wrk(port: int, seconds: int, connections: int, workdir: Path) -> float:
+    """Requests per second (every one must get a 2xx)."""
+    script = workdir / "signup.lua"
+    script.write_text(WRK_SCRIPT)
+    result = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"http://127.0.0.1:{port}/api/subscribe"],
+        capture_output=True, text=True, check=True)
+    output = result.stdout
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if bad:
+        raise SystemExit(f"{bad.group(1)} requests failed:\n{output}")
+    errors = re.search(r"Socket errors: .*", output)
+    if errors:
+        print(f"    wrk: {errors.group(0)}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert match, output
+    return float(match.group(1))
+
+
+def run_python_load(port: int, seconds: int, connections: int) -> float:
+    """A Python load generator for machines without wrk (threads, keep-alive)."""
+    done, failures = [0], [0]
+    stop = time.monotonic() + seconds
+
+    def worker(number: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        count = 0
+        while time.monotonic() < stop:
+            count += 1
+            body = json.dumps({"email": f"py-{number}-{count}@example.it", "consent": True})
+            conn.request("POST", "/api/subscribe", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            if response.status == 202:
+                done[0] += 1
+            else:
+                failures[0] += 1
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures[0]:
+        raise SystemExit(f"{failures[0]} requests failed")
+    return done[0] / seconds
+
+
+def timing_gap(port: int, database_url: str, rounds: int) -> dict[str, float]:
+    """Median latency per address state, one request at a time on one connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+
+    def signup(address: str) -> float:
+        body = json.dumps({"email": address, "consent": True})
+        started = time.perf_counter()
+        conn.request("POST", "/api/subscribe", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 202, response.status
+        return time.perf_counter() - started
+
+    states = ("pending", "confirmed", "unsubscribed")
+    for state in states:
+        signup(f"{state}@example.it")
+    engine = create_engine(database_url)
+    with engine.begin() as db:
+        for state in ("confirmed", "unsubscribed"):
+            db.execute(text("UPDATE subscribers SET status = :s WHERE email = :e"),
+                       {"s": state, "e": f"{state}@example.it"})
+    engine.dispose()
+    samples: dict[str, list[float]] = {"new": [], **{s: [] for s in states}}
+    for n in range(rounds):
+        samples["new"].append(signup(f"gap-{n}@example.it"))
+        for state in states:
+            samples[state].append(signup(f"{state}@example.it"))
+    return {state: statistics.median(values) for state, values in samples.items()}
+
+
+def outbox_counts(database_url: str) -> tuple[int, int]:
+    """(confirmation mails queued, of which still unsent)."""
+    engine = create_engine(database_url)
+    table = OutboundMail.__table__
+    with engine.connect() as db:
+        queued = db.scalar(select(func.count()).select_from(table)) or 0
+        unsent = db.scalar(select(func.count()).select_from(table).where(table.c.sent_at.is_(None))) or 0
+    engine.dispose()
+    return queued, unsent
+
+
+def main() -> None:
+    """Run the apps one after the other and print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=200, help="requests per state for the timing gap")
+    args = parser.parse_args()
+    use_wrk = shutil.which("wrk") is not None
+    print(f"load: {'wrk -t2' if use_wrk else 'python threads'}, {args.connections} connections, {args.seconds}s "
+          f"per app; gunicorn -w 2 (sync workers), SQLite in WAL mode; {os.cpu_count()} CPUs")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        closed_port, sink_port = free_port(), free_port()
+        sink = subprocess.Popen([sys.executable, str(ROOT / "bench/sink.py"), "--port", str(sink_port)])
+        wait_listening(sink_port)
+        runs = [("bare", "bare_app", "off", closed_port), ("queue", "mailer_app", "off", closed_port),
+                ("smtp-down", "mailer_app", "on", closed_port), ("sending", "mailer_app", "on", sink_port)]
+        rates: dict[str, float] = {}
+        try:
+            for name, app, outbox, smtp_port in runs:
+                url = f"sqlite:///{workdir / f'{name}.sqlite3'}"
+                engine = make_engine(url)
+                (BareBase if name == "bare" else Base).metadata.create_all(engine)
+                engine.dispose()
+                port = free_port()
+                env = {"BENCH_DATABASE_URL": url, "BENCH_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+                       "BENCH_OUTBOX": outbox, "BENCH_LOG": str(workdir / "gunicorn.log")}
+                server = start_gunicorn(app, port, env)
+                try:
+                    rates[name] = (run_wrk(port, args.seconds, args.connections, workdir) if use_wrk
+                                   else run_python_load(port, args.seconds, args.connections))
+                    if name == "queue":
+                        gap = timing_gap(port, url, args.rounds)
+                finally:
+                    server.terminate()
+                    server.wait(10)
+                line = f"  {name:>9}: {rates[name]:7.0f} requests/s"
+                if name != "bare":
+                    queued, unsent = outbox_counts(url)
+                    line += f"  ratio {rates[name] / rates['bare']:.2f}  ({queued} mails queued, {unsent} unsent)"
+                    if name == "smtp-down" and unsent != queued:
+                        raise SystemExit("a confirmation mail left although the SMTP server was closed")
+                print(line)
+        finally:
+            sink.terminate()
+            sink.wait(10)
+
+    print("  goal: ratio 0.50 or more; smtp-down: every mail still unsent (none left inside a request)")
+    base = gap["new"]
+    print(f"  timing gap (queue app, one request at a time, median; new address {base * 1000:.2f} ms = 1.00):")
+    print("    " + "  ".join(f"{state} {gap[state] / base:.2f}" for state in ("pending", "confirmed", "unsubscribed")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Gunicorn settings for the web app (read by default from the repository root).
+
+    gunicorn wsgi:app                      # these settings
+    MAILER_BIND=0.0.0.0:8000 MAILER_WORKERS=4 gunicorn wsgi:app
+
+Command-line options win over this file (``gunicorn -w 2 wsgi:app``). The
+scheduler is a process of its own (``flask --app wsgi scheduler run``), never
+a gunicorn worker: see docs/deploy.md.
+
+Variables (all optional):
+- ``MAILER_BIND``: address(es) to listen on, comma-separated; default
+  ``127.0.0.1:8000`` (nginx in front), or ``unix:/run/mailer/web.sock``.
+- ``MAILER_WORKERS``: processes; default 2 x CPUs + 1, at most 8.
+- ``MAILER_THREADS``: threads per process; default 4.
+- ``MAILER_FORWARDED_ALLOW_IPS``: proxies whose X-Forwarded-Proto gunicorn
+  trusts; default ``127.0.0.1,::1``. The app trusts X-Forwarded-For/-Host
+  through ``MAILER_PROXY_FIX_HOPS`` (set it to 1 behind nginx).
+- ``MAILER_LOG_JSON``: access and error log as JSON lines, like the app's.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+bind = [address.strip() for address in os.environ.get("MAILER_BIND", "127.0.0.1:8000").split(",") if address.strip()]
+workers = int(os.environ.get("MAILER_WORKERS") or min(2 * multiprocessing.cpu_count() + 1, 8))
+# More than one thread makes gunicorn use its gthread worker: a slow client
+# (or a CSV export) does not hold a whole process.
+threads = int(os.environ.get("MAILER_THREADS") or 4)
+# No preloading: each worker builds its own app, so the outbox thread and the
+# database connections are never shared across a fork.
+preload_app = False
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+forwarded_allow_ips = os.environ.get("MAILER_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# The heartbeat files in memory, not on a disk that may stall.
+worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 - gunicorn's documented advice
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("MAILER_LOG_LEVEL", "info")
+# Combined log format plus the time taken, in milliseconds.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
+
+
+class JsonLogger(Logger):  # type: ignore[misc]
+    """Access and error log as one JSON object per line (``MAILER_LOG_JSON``)."""
+
+    def setup(self, cfg: Any) -> None:
+        """Gunicorn's handlers, with the app's JSON formatter."""
+        super().setup(cfg)
+        from mailer.logs import JsonFormatter
+
+        for handler in (*self.error_log.handlers, *self.access_log.handlers):
+            handler.setFormatter(JsonFormatter())
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        """One event per request: who, what, status, size, time."""
+        atoms = self.atoms(resp, req, environ, request_time)
+        event = {
+            "remote": atoms["h"], "method": atoms["m"], "path": atoms["U"], "query": atoms["q"],
+            "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"], "bytes": atoms["B"],
+            "duration_ms": atoms["M"], "referer": atoms["f"], "user_agent": atoms["a"],
+        }
+        # The fields go as extras: the JSON formatter puts them beside the message.
+        self.access_log.info("%s %s %s", atoms["m"], atoms["U"], atoms["s"], extra=event)
+
+
+if os.environ.get("MAILER_LOG_JSON", "").lower() in ("1", "true", "yes"):
+    logger_class = JsonLogger

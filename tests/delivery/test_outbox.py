@@ -1,0 +1,136 @@
+"""The outbox: transactional mail sent by a thread of the web app itself."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from mailer.delivery import send_outbox
+from mailer.delivery.outbox import EXTENSION, GIVE_UP_ATTEMPTS, OutboxWorker
+from mailer.models import OutboundMail, utcnow
+from tests.smtp_sink import SmtpSink
+
+
+def add_mail(session: Session, to: str = "reader@example.org", subject: str = "Conferma l'iscrizione – Notizie") -> int:
+    row = OutboundMail(kind="confirm", to_address=to, subject=subject,
+                       html="<p>Conferma: <a href=\"http://newsletter.test/confirm/abc\">qui</a> — àè</p>",
+                       text="Conferma: http://newsletter.test/confirm/abc — àè\n.\n", created_at=utcnow())
+    session.add(row)
+    session.commit()
+    return row.id
+
+
+def fresh(session: Session, mail_id: int) -> OutboundMail:
+    session.expire_all()
+    row = session.get(OutboundMail, mail_id)
+    assert row is not None
+    return row
+
+
+def test_create_app_installs_the_worker_without_starting_a_thread(app: Flask) -> None:
+    worker = app.extensions[EXTENSION]
+    assert isinstance(worker, OutboxWorker) and not worker.running
+
+
+def test_notify_sends_the_row_from_a_thread(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
+    mail_id = add_mail(session)
+    app.extensions[EXTENSION].notify()
+    received = smtp_server.wait_for(1)[0]
+    message = received.message
+    assert received.rcpt_tos == ["reader@example.org"] and received.mail_from == "newsletter@example.it"
+    assert message.get_content_type() == "multipart/alternative"
+    assert message["Subject"] == "Conferma l'iscrizione – Notizie" and message["Message-ID"] and message["Date"]
+    assert message["From"] == "Notizie Tech <newsletter@example.it>"
+    plain, rich = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None and rich is not None
+    assert "confirm/abc — àè" in plain.get_content() and "\n.\n" in plain.get_content().replace("\r\n", "\n")
+    assert "qui</a>" in rich.get_content()
+    assert max(len(line) for line in received.data.split(b"\r\n")) <= 998
+    for _ in range(100):
+        if fresh(session, mail_id).sent_at is not None:
+            break
+        threading.Event().wait(0.05)
+    row = fresh(session, mail_id)
+    assert row.sent_at is not None and row.attempts == 1 and row.last_error is None
+
+
+def test_a_temporary_failure_is_retried_with_backoff(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
+    mail_id = add_mail(session)
+    smtp_server.reply_to_data("451 4.3.0 Try again later")
+    assert send_outbox(app) == 0
+    row = fresh(session, mail_id)
+    assert row.sent_at is None and row.attempts == 1 and "451 4.3.0" in (row.last_error or "")
+    assert row.next_attempt_at is not None and row.next_attempt_at > utcnow() + timedelta(seconds=20)
+    assert send_outbox(app) == 0  # not due yet
+    session.execute(update(OutboundMail).values(next_attempt_at=utcnow()))
+    session.commit()
+    assert send_outbox(app) == 1
+    row = fresh(session, mail_id)
+    assert row.sent_at is not None and row.attempts == 2
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_permanent_failure_is_given_up(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
+    mail_id = add_mail(session, to="nobody@example.org")
+    smtp_server.reply_to_rcpt("nobody@example.org", "550 5.1.1 No such user")
+    assert send_outbox(app) == 0
+    row = fresh(session, mail_id)
+    assert row.sent_at is None and row.attempts == GIVE_UP_ATTEMPTS and "5.1.1" in (row.last_error or "")
+    smtp_server.handler.rcpt_replies.clear()
+    assert send_outbox(app) == 0 and not smtp_server.messages
+
+
+def test_an_unreachable_server_leaves_the_mail_for_later(app: Flask, session: Session) -> None:
+    mail_id = add_mail(session)
+    app.config["SMTP_URL"] = "smtp://127.0.0.1:1"
+    assert send_outbox(app) == 0
+    row = fresh(session, mail_id)
+    assert row.sent_at is None and row.attempts == 1 and "cannot connect" in (row.last_error or "")
+
+
+def test_two_senders_at_once_send_each_mail_once(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
+    ids = [add_mail(session, to=f"r{i}@example.org") for i in range(12)]
+    smtp_server.handler.data_delay = 0.01
+    threads = [threading.Thread(target=send_outbox, args=(app,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    received = sorted(r for m in smtp_server.messages for r in m.rcpt_tos)
+    assert received == sorted(f"r{i}@example.org" for i in range(12))
+    assert all(fresh(session, i).sent_at is not None for i in ids)
+
+
+def test_a_forked_process_starts_its_own_thread(app: Flask, session: Session, smtp_server: SmtpSink,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = OutboxWorker(app, idle_seconds=0.2)
+    parent_thread = threading.Thread(target=lambda: None)
+    worker._thread = parent_thread  # what the parent left behind: not running here
+    monkeypatch.setattr("mailer.delivery.outbox.os.getpid", lambda: worker._pid + 1)
+    add_mail(session)
+    worker.notify()
+    assert worker._thread is not parent_thread
+    smtp_server.wait_for(1)
+
+
+def test_the_thread_ends_when_idle_and_a_new_notify_starts_it_again(
+    app: Flask, session: Session, smtp_server: SmtpSink
+) -> None:
+    worker = OutboxWorker(app, idle_seconds=0.1)
+    add_mail(session, to="one@example.org")
+    worker.notify()
+    smtp_server.wait_for(1)
+    for _ in range(100):
+        if not worker.running:
+            break
+        threading.Event().wait(0.05)
+    assert not worker.running
+    add_mail(session, to="two@example.org")
+    worker.notify()
+    assert [m.rcpt_tos for m in smtp_server.wait_for(2)][1] == ["two@example.org"]
+    assert session.scalars(select(OutboundMail.sent_at)).all()

@@ -1,0 +1,128 @@
+"""The web app under ``gunicorn -w 2 wsgi:app`` (with gunicorn.conf.py), as deployed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment(database_url: str, smtp_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env.update({
+        "MAILER_ENV": "production", "MAILER_SECRET_KEY": "a-real-secret-for-the-test",
+        "MAILER_DATABASE_URL": database_url, "MAILER_SMTP_URL": smtp_url,
+        "MAILER_BASE_URL": "https://news.example.it", "MAILER_FROM": "Notizie <newsletter@example.it>",
+        "MAILER_INSTANCE_PATH": str(tmp_path / "instance"),
+    })
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def deployed_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite: a brand-new file, migrated; PostgreSQL: the suite's database."""
+    if request.config.getoption("--db") == "postgresql":
+        url: str = request.getfixturevalue("database_url")
+        return url
+    path = tmp_path / "fresh.sqlite3"
+    url = f"sqlite:///{path}"
+    env = environment(url, "smtp://127.0.0.1:25", tmp_path)
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # As fresh as a file can be: `db upgrade` left it in WAL mode; put it back,
+    # so the two workers' first connections race to switch it, the moment
+    # "database is locked" used to kill a worker (busy_timeout comes first now).
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)
+    return url
+
+
+def test_two_workers_start_cleanly_and_answer_healthz(deployed_database: str, smtp_server, tmp_path: Path) -> None:
+    port = free_port()
+    env = environment(deployed_database, smtp_server.url, tmp_path)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not answer"
+            assert server.poll() is None, server.communicate()[0]
+            time.sleep(0.1)
+        # Many requests at once, spread over both workers and their threads.
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: httpx.get(url, timeout=30), range(64)))
+        assert {a.status_code for a in answers} == {200}
+        assert {a.json()["database"] for a in answers} == {"ok"}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert len(re.findall(r"Booting worker with pid", output)) == 2, output
+    for trouble in ("Traceback", "database is locked", "Worker failed to boot", "WORKER TIMEOUT"):
+        assert trouble not in output, output
+    # The access log (gunicorn.conf.py) recorded the requests.
+    assert output.count('"GET /healthz HTTP/1.1" 200') >= 64
+    if make_url(deployed_database).get_backend_name() == "sqlite":
+        with sqlite3.connect(make_url(deployed_database).database) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_json_access_log(database_url: str, smtp_server, tmp_path: Path) -> None:
+    port = free_port()
+    env = environment(database_url, smtp_server.url, tmp_path, MAILER_LOG_JSON="1")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz?probe=1", timeout=5, headers={"User-Agent": 'say "hi"'})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    import json
+
+    events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert len(events) == len([line for line in output.splitlines() if line.strip()]), output
+    access = [e for e in events if e.get("path") == "/healthz"]
+    assert access
+    assert access[0]["status"] == 200
+    assert access[0]["query"] == "probe=1"
+    assert access[0]["user_agent"] == 'say "hi"'

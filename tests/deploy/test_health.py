@@ -1,0 +1,37 @@
+"""``GET /healthz``: 200 while the database answers, 503 when it does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from mailer import create_app
+from mailer.db import get_engine
+
+
+def test_healthz_is_200_with_the_database_up(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+
+
+@pytest.mark.parametrize("url", [
+    # A SQLite file in a directory that does not exist cannot be opened.
+    "sqlite:///{tmp}/no-such-directory/mailer.sqlite3",
+    # Nothing listens on port 1: connection refused at once. The password must not leak.
+    "postgresql+psycopg://mailer:s3cret-pw@127.0.0.1:1/mailer",
+])
+def test_healthz_is_503_with_the_database_down(app: Flask, tmp_path: Path, url: str) -> None:
+    down = create_app({**app.config, "DATABASE_URL": url.format(tmp=tmp_path)})
+    try:
+        response = down.test_client().get("/healthz")
+    finally:
+        get_engine(down).dispose()
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "error"
+    assert body["database"] == "down"
+    assert "s3cret" not in response.get_data(as_text=True)

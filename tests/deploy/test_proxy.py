@@ -1,0 +1,52 @@
+"""Behind nginx: the client address and scheme come from X-Forwarded-* only when told to trust them."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask, request
+
+from mailer import create_app
+from mailer.config import ConfigError, load_config
+from mailer.db import get_engine
+
+
+def seen_by(app: Flask, headers: dict[str, str]) -> dict[str, str]:
+    """What the app sees of the client, for a request with ``headers``."""
+
+    @app.get("/_test/client")
+    def client() -> dict[str, str]:
+        return {"remote": request.remote_addr or "", "scheme": request.scheme, "host": request.host}
+
+    return app.test_client().get("/_test/client", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}).json
+
+
+FORWARDED = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https",
+             "X-Forwarded-Host": "news.example.it"}
+
+
+def test_one_proxy_hop_trusts_the_address_nginx_appended(app: Flask) -> None:
+    behind = create_app({**app.config, "PROXY_FIX_HOPS": 1})
+    try:
+        # nginx appends the address it saw: the earlier one is the client's claim.
+        assert seen_by(behind, FORWARDED) == {"remote": "203.0.113.9", "scheme": "https", "host": "news.example.it"}
+    finally:
+        get_engine(behind).dispose()
+
+
+def test_without_proxy_hops_forwarded_headers_are_ignored(app: Flask) -> None:
+    # The default: a client cannot fake its address (rate limits, consent log).
+    assert seen_by(app, FORWARDED) == {"remote": "127.0.0.1", "scheme": "http", "host": "localhost"}
+
+
+@pytest.mark.parametrize("value", ["-1", "6", "one"])
+def test_a_bad_hop_count_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="MAILER_PROXY_FIX_HOPS"):
+        load_config({"MAILER_PROXY_FIX_HOPS": value}, {"ENV": "testing", "SECRET_KEY": "x"})
+
+
+@pytest.mark.parametrize("value", ["News <bounces@example.it>", "bounces", "a@example.it\r\nBcc: x@example.org"])
+def test_the_bounce_address_must_be_a_bare_address(value: str) -> None:
+    with pytest.raises(ConfigError, match="MAILER_BOUNCE_ADDRESS"):
+        load_config({"MAILER_BOUNCE_ADDRESS": value}, {"ENV": "testing", "SECRET_KEY": "x"})
+    good = load_config({"MAILER_BOUNCE_ADDRESS": "bounces@example.it"}, {"ENV": "testing", "SECRET_KEY": "x"})
+    assert good["BOUNCE_ADDRESS"] == "bounces@example.it"

@@ -1,0 +1,66 @@
+"""``flask --app wsgi devserver`` (what ``make run`` starts): everything in one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailer.models import Article
+from tests.devmail.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_the_devserver_serves_captures_polls_the_demo_feed_and_stops_on_ctrl_c(
+    database_url: str, session: Session, tmp_path: Path
+) -> None:
+    web_port, smtp_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    # Embedded defaults, as a newcomer has them: only the ports and places differ.
+    env.update({"MAILER_DATABASE_URL": database_url, "MAILER_INSTANCE_PATH": str(tmp_path / "instance"),
+                "MAILER_CAPTURE_SMTP_PORT": str(smtp_port), "PYTHONUNBUFFERED": "1"})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "devserver", "--port", str(web_port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{web_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.communicate()[0]
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        # The first poll fetched the demo feed from this very server.
+        while not session.scalar(select(func.count()).select_from(Article)):
+            assert time.monotonic() < deadline, "the demo feed was not polled"
+            time.sleep(0.2)
+        # The capture server takes mail; the viewer shows it.
+        with smtplib.SMTP("127.0.0.1", smtp_port) as smtp:
+            smtp.sendmail("a@example.it", ["b@example.it"], b"Subject: Ciao dal test\r\n\r\nciao\r\n")
+        assert "Ciao dal test" in httpx.get(f"{base}/dev/mail/", timeout=10).text
+    finally:
+        server.send_signal(signal.SIGINT)  # Ctrl-C
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert f"{base}/dev/mail/" in output
+    assert f"{base}/admin/" in output
+    assert "GET /demo/feed.xml" in output
+    assert "stopped" in output
+    assert "Traceback" not in output
+    assert list((tmp_path / "instance" / "captured-mail" / "new").iterdir()) or list(
+        (tmp_path / "instance" / "captured-mail" / "cur").iterdir())
