@@ -15,7 +15,7 @@ message); CPU and peak memory come from each process's rusage. It prints
 messages/s, the ratio to smtplib (goal: 0.9), CPU ms per message and peak
 RSS (goal: under 150 MB at 100,000).
 
-    .venv/bin/python bench/delivery.py [--readers 20000 100000] [--connections 4] [--db URL]
+    .venv/bin/python bench/delivery.py [--readers 20000 100000] [--connections 4] [--db URL] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -205,13 +205,29 @@ def free_port() -> int:
         return port
 
 
-def bench(readers: int, connections: int, database: str | None, workdir: Path) -> None:
+def requeue(url: str) -> None:
+    """Put the benchmark digest back to sending with every delivery pending."""
+    from sqlalchemy import update
+
+    from mailer.db import make_engine
+    from mailer.models import Delivery, DeliveryStatus, Digest, DigestStatus
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(update(Delivery).values(status=DeliveryStatus.PENDING, attempts=0, sent_at=None,
+                                             last_reply=None))
+        conn.execute(update(Digest).values(status=DigestStatus.SENDING, finished_at=None))
+    engine.dispose()
+
+
+def bench(readers: int, connections: int, database: str | None, workdir: Path, repeat: int = 1) -> None:
     """Build, measure both, print the comparison for ``readers``."""
     url = database or f"sqlite:///{workdir / f'bench-{readers}.sqlite3'}"
     started = time.perf_counter()
-    build_database(url, readers)
+    # In a child: the peak memory a child reports counts the parent it was
+    # forked from, so this process stays small.
     message_file = workdir / "message.eml"
-    message_file.write_bytes(sample_message())
+    subprocess.run([sys.executable, __file__, "--build", url, str(readers), str(message_file)], check=True)
     print(f"\n{readers:,} readers, {connections} connections, {message_file.stat().st_size / 1024:.0f} KB a message, "
           f"{url.split(':')[0]} (set up in {time.perf_counter() - started:.0f} s)")
     port = free_port()
@@ -223,29 +239,44 @@ def bench(readers: int, connections: int, database: str | None, workdir: Path) -
                 break
             except OSError:
                 time.sleep(0.05)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-        raw = measured([sys.executable, __file__, "--baseline", str(port), str(readers), str(connections),
-                        str(message_file)], port, env)
-        env.update(MAILER_ENV="production", MAILER_SECRET_KEY="bench-secret", MAILER_DATABASE_URL=url,
-                   MAILER_SMTP_URL=f"smtp://127.0.0.1:{port}", MAILER_SMTP_CONNECTIONS=str(connections),
-                   MAILER_FROM="Notizie Tech <newsletter@example.it>", MAILER_BASE_URL="https://news.example.it",
-                   MAILER_INSTANCE_PATH=str(workdir / "instance"), MAILER_FEEDS="https://news.example.it/feed")
-        ours = measured([sys.executable, "-m", "flask", "--app", "wsgi", "digest", "send"], port, env)
+        plain = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+        env = {**plain, "MAILER_ENV": "production", "MAILER_SECRET_KEY": "bench-secret", "MAILER_DATABASE_URL": url,
+               "MAILER_SMTP_URL": f"smtp://127.0.0.1:{port}", "MAILER_SMTP_CONNECTIONS": str(connections),
+               "MAILER_FROM": "Notizie Tech <newsletter@example.it>", "MAILER_BASE_URL": "https://news.example.it",
+               "MAILER_INSTANCE_PATH": str(workdir / "instance"), "MAILER_FEEDS": "https://news.example.it/feed"}
+        print(f"  {'':14} {'msg/s':>8} {'CPU ms/msg':>11} {'peak MB':>8} {'wall s':>7}")
+        ratios = []
+        for round_ in range(repeat):
+            if round_:  # the same rows again: back to pending
+                subprocess.run([sys.executable, __file__, "--requeue", url], check=True)
+            raw = measured([sys.executable, __file__, "--baseline", str(port), str(readers), str(connections),
+                            str(message_file)], port, plain)
+            ours = measured([sys.executable, "-m", "flask", "--app", "wsgi", "digest", "send"], port, env)
+            for name, run in (("plain smtplib", raw), ("digest send", ours)):
+                if run.messages != readers:
+                    sys.exit(f"{name}: the sink counted {run.messages} messages, not {readers}")
+                print(f"  {name:14} {run.rate:8.0f} {1000 * run.cpu / readers:11.3f} {run.peak_mb:8.1f} "
+                      f"{run.wall:7.1f}")
+            ratios.append(ours.rate / raw.rate)
+            print(f"  ratio digest send / plain smtplib: {ratios[-1]:.2f} (goal 0.90); CPU {ours.cpu / raw.cpu:.2f}x; "
+                  f"peak memory {ours.peak_mb:.0f} MB (goal < 150 MB at 100,000)")
     finally:
         sink.terminate()
         sink.wait()
-    for name, run in (("plain smtplib", raw), ("digest send", ours)):
-        if run.messages != readers:
-            sys.exit(f"{name}: the sink counted {run.messages} messages, not {readers}")
-    print(f"  {'':14} {'msg/s':>8} {'CPU ms/msg':>11} {'peak MB':>8} {'wall s':>7}")
-    for name, run in (("plain smtplib", raw), ("digest send", ours)):
-        print(f"  {name:14} {run.rate:8.0f} {1000 * run.cpu / readers:11.3f} {run.peak_mb:8.1f} {run.wall:7.1f}")
-    print(f"  ratio digest send / plain smtplib: {ours.rate / raw.rate:.2f} (goal 0.90); "
-          f"CPU {ours.cpu / raw.cpu:.2f}x; peak memory {ours.peak_mb:.0f} MB (goal < 150 MB at 100,000)")
+    if repeat > 1:
+        ratios.sort()
+        print(f"  ratio over {repeat} rounds: median {ratios[len(ratios) // 2]:.2f}, best {ratios[-1]:.2f}")
 
 
 def main() -> None:
     """Parse the arguments and run the benchmark (or, as a child, the baseline)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--build":
+        build_database(sys.argv[2], int(sys.argv[3]))
+        Path(sys.argv[4]).write_bytes(sample_message())
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--requeue":
+        requeue(sys.argv[2])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--baseline":
         port, readers, connections, message_file = sys.argv[2:6]
         baseline(int(port), int(readers), int(connections), message_file)
@@ -254,10 +285,11 @@ def main() -> None:
     parser.add_argument("--readers", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--db", default=None, help="a PostgreSQL URL to use instead of a SQLite file")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of both, alternating (a busy machine is noisy)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mailer-bench-") as workdir:
         for readers in args.readers:
-            bench(readers, args.connections, args.db, Path(workdir))
+            bench(readers, args.connections, args.db, Path(workdir), args.repeat)
 
 
 if __name__ == "__main__":

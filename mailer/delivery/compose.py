@@ -8,6 +8,9 @@ server: with or without 8BITMIME) on first use.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import threading
 import time
@@ -21,6 +24,44 @@ from mailer.delivery.message import MailSettings, Template, digest_template, mes
 from mailer.delivery.queue import Item
 from mailer.delivery.transport import wire_form
 from mailer.tokens import preferences_token, unsubscribe_token
+
+PURPOSES = {"unsubscribe": unsubscribe_token, "preferences": preferences_token}
+
+
+class TokenMaker:
+    """The tokens of ``mailer.tokens`` for integer ids, made ten times faster.
+
+    ``mailer.tokens`` builds an itsdangerous serializer per token (and tries
+    zlib on a payload too short to shrink): about 12 us a token, a tenth of
+    the CPU a message may cost. This makes the same bytes with one HMAC over
+    a pre-derived key, and checks at start that it does give the same bytes
+    as ``mailer.tokens``; if it does not (the library changed), it uses
+    ``mailer.tokens`` itself.
+    """
+
+    def __init__(self, secret_key: str) -> None:
+        """Derive the keys (itsdangerous's "django-concat") and check the fast path."""
+        self.secret_key = secret_key
+        self._keys = {
+            # itsdangerous's own key derivation: SHA-1 is what the tokens are made with.
+            purpose: hashlib.sha1(f"mailer.{purpose}".encode() + b"signer" + secret_key.encode()).digest()  # noqa: S324
+            for purpose in PURPOSES
+        }
+        self.fast = all(
+            self._fast(purpose, number) == make(number, secret_key).encode("ascii")
+            for purpose, make in PURPOSES.items() for number in (1, 12345, 987654321012, 2**53)
+        )
+
+    def _fast(self, purpose: str, subscriber_id: int) -> bytes:
+        payload = base64.urlsafe_b64encode(str(subscriber_id).encode("ascii")).rstrip(b"=")
+        signature = hmac.digest(self._keys[purpose], payload, "sha1")
+        return payload + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")
+
+    def token(self, purpose: str, subscriber_id: int) -> bytes:
+        """The ``purpose`` ("unsubscribe", "preferences") token of a subscriber."""
+        if self.fast:
+            return self._fast(purpose, subscriber_id)
+        return PURPOSES[purpose](subscriber_id, self.secret_key).encode("ascii")
 
 # An address we put in RCPT TO and in the To header as it is: no spaces,
 # quotes, brackets, commas or control characters that could bend either.
@@ -63,7 +104,7 @@ class Composer:
                  signer: DkimSigner | None) -> None:
         """Nothing is built until the first message of each edition."""
         self.settings = settings
-        self.secret_key = secret_key
+        self.tokens = TokenMaker(secret_key)
         self.placeholders = tuple(placeholders)
         self.signer = signer
         self.editions: dict[int, Edition] = {}
@@ -96,8 +137,8 @@ class Composer:
         """The reader's message as DATA carries it, and the MAIL FROM options it needs."""
         edition, template = self.template(item.edition_id, eightbit)
         values = (
-            unsubscribe_token(item.subscriber_id, self.secret_key).encode("ascii"),
-            preferences_token(item.subscriber_id, self.secret_key).encode("ascii"),
+            self.tokens.token("unsubscribe", item.subscriber_id),
+            self.tokens.token("preferences", item.subscriber_id),
             address.encode("utf-8"),
             self.date(),
             message_id(self.settings, edition.digest_id, item.delivery_id, edition.stamp),

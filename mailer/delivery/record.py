@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,13 +22,15 @@ from sqlalchemy import Connection, update
 from mailer.delivery import queue as rows
 from mailer.delivery.faults import Outcome, next_attempt
 from mailer.delivery.report import DeliveryReport
-from mailer.delivery.worker import Result
+from mailer.delivery.worker import HURRY, Result
 from mailer.models import DeliveryStatus, Digest, DigestStatus, utcnow
 
 if TYPE_CHECKING:
     from mailer.delivery.run import Run
 
 log = logging.getLogger("mailer.delivery")
+# The longest a result waits for others to share its commit.
+LINGER = 0.005
 SKIPPED_REPLY = "not sent: the reader is no longer subscribed"
 
 
@@ -51,15 +54,46 @@ class Recorder:
         self.report = DeliveryReport()
         self.counts: dict[int, Counter[str]] = {}
 
-    def collect(self, conn: Connection, results: queue.SimpleQueue[Result], wait: float) -> Collected:
-        """Record every waiting result (waiting up to ``wait`` s for the first); commit."""
+    def collect(self, conn: Connection, results: queue.SimpleQueue[Result], wait: float,
+                connections: int = 1) -> Collected:
+        """Record the waiting results (waiting up to ``wait`` s for the first); commit.
+
+        Group commit: after the first result, gather more for up to
+        ``LINGER`` s, until each of the ``connections`` has a "sent" waiting
+        (none can send another before this commit), or until a worker asks
+        to hurry (``HURRY``: it has reached the final "." of its next
+        message). Till then the workers are busy with their next message's
+        envelope and body, so the wait costs them nothing.
+        """
         batch: list[Result] = []
         try:
-            batch.append(results.get(timeout=wait) if wait else results.get_nowait())
-            while True:
-                batch.append(results.get_nowait())
+            first = results.get(timeout=wait) if wait else results.get_nowait()
         except queue.Empty:
-            pass
+            return Collected(0, 0)
+        hurry = first is HURRY
+        if not hurry:
+            batch.append(first)
+        deadline = time.monotonic() + LINGER
+        waiting = {id(first.worker)} if first.outcome is Outcome.SENT else set()
+        while not hurry and len(waiting) < connections:
+            left = deadline - time.monotonic()
+            try:
+                result = results.get(timeout=left) if left > 0 else results.get_nowait()
+            except queue.Empty:
+                break
+            if result is HURRY:
+                hurry = True
+                break
+            batch.append(result)
+            if result.outcome is Outcome.SENT:
+                waiting.add(id(result.worker))
+        while True:  # whatever else is there already
+            try:
+                result = results.get_nowait()
+            except queue.Empty:
+                break
+            if result is not HURRY:
+                batch.append(result)
         if not batch:
             return Collected(0, 0)
         now = utcnow()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -178,7 +179,8 @@ class Run:
                         self.inbox.put(item)
                     outstanding += len(claimed)
                 exhausted = not claimed
-            done = self.recorder.collect(conn, self.results, wait=0.05 if outstanding else 0.0)
+            done = self.recorder.collect(conn, self.results, wait=0.05 if outstanding else 0.0,
+                                         connections=sum(w.is_alive() for w in self.workers))
             outstanding -= done.handled
             progress.advance(done.tried)
             if outstanding > 0:
@@ -276,7 +278,8 @@ def deliver(app: Flask, *, echo: Echo = print, stop: threading.Event | None = No
         except ValueError as exc:
             raise DeliveryError(f"MAILER_SMTP_URL: {exc}") from None
         timeout = float(app.config.get("SMTP_TIMEOUT") or 60)
-        transport_factory = lambda: SmtpTransport(smtp, timeout=timeout)  # noqa: E731
+        context = ssl.create_default_context() if smtp.security != "none" else None
+        transport_factory = lambda: SmtpTransport(smtp, timeout=timeout, context=context)  # noqa: E731
     with exclusive_sender(url) as exclusive:
         connections = max(1, int(app.config.get("SMTP_CONNECTIONS") or 1))
         engine = make_engine(url, pool_size=connections + 2, max_overflow=2)

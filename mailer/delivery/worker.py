@@ -38,6 +38,10 @@ class Result:
     worker: Worker | None = None
 
 
+# Put on the results queue by a worker waiting for a commit: not a result.
+HURRY = Result(None, Outcome.RELEASED)  # type: ignore[arg-type]
+
+
 class Worker(threading.Thread):
     """Sends the run's messages over one persistent connection."""
 
@@ -103,9 +107,11 @@ class Worker(threading.Thread):
 
     def wait_committed(self) -> bool:
         """Wait until the previous "sent" is committed; False if the run is stopping hard."""
-        while not self.committed.wait(0.5):
-            if self.owner.aborted:
-                return False
+        if not self.committed.is_set():
+            self.owner.results.put(HURRY)  # commit now: somebody is waiting for it
+            while not self.committed.wait(0.5):
+                if self.owner.aborted:
+                    return False
         return not self.owner.aborted
 
 

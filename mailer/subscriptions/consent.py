@@ -114,7 +114,7 @@ def log(
     now: datetime | None = None,
 ) -> None:
     """Append one event (a plain INSERT: it is on every signup's path)."""
-    session.execute(insert(EVENTS), [{
+    session.connection().execute(insert(EVENTS), [{
         "subscriber_id": subscriber_id,
         "email_hash": email_hash,
         "action": action,

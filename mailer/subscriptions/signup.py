@@ -15,7 +15,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select, update
@@ -23,19 +23,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from mailer.models import OutboundMail, Subscriber, SubscriberStatus, utcnow
+from mailer.models import Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import Address
 from mailer.subscriptions.mails import confirmation_template
+from mailer.subscriptions.throttle import OUTBOX, hourly_cap_reached, recent_sends, recently_mailed
 
 log = logging.getLogger("mailer.subscriptions")
 
-# At most one confirmation per address per 10 minutes and 3 a day.
-MAIL_INTERVAL = timedelta(minutes=10)
-MAILS_PER_DAY = 3
-DAY = timedelta(days=1)
 SUBSCRIBERS = cast(Table, Subscriber.__table__)
-OUTBOX = cast(Table, OutboundMail.__table__)
 
 
 class Outcome(enum.StrEnum):
@@ -72,20 +68,26 @@ def signup(session: Session, config: Mapping[str, Any], req: SignupRequest, now:
     write to its commit, and every other signup waits for it meanwhile.
     """
     now = now or utcnow()
-    found = session.execute(select(Subscriber.id).where(Subscriber.email_hash == req.address.hash)).first()
+    conn = session.connection()
+    # One round trip: is the address known, and the outbox's newest id (for the hourly cap).
+    found, newest_id = conn.execute(select(
+        select(SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.email_hash == req.address.hash).scalar_subquery(),
+        select(func.max(OUTBOX.c.id)).scalar_subquery(),
+    )).one()
+    capped = hourly_cap_reached(conn, config, newest_id, now)
     if found is None:
-        return _new_signup(session, config, req, now)
-    subscriber = session.get_one(Subscriber, found.id)
+        return _new_signup(session, config, req, now, capped)
+    subscriber = session.get_one(Subscriber, found)
     if subscriber.status is SubscriberStatus.CONFIRMED:
         outcome = Outcome.ALREADY_CONFIRMED
-    elif _recently_mailed(subscriber, now):
+    elif recently_mailed(subscriber, now):
         outcome = Outcome.THROTTLED
         if subscriber.status is SubscriberStatus.PENDING:
             # The reader is still there: the latest mailed link stays good,
             # and the purge counts from this request.
             subscriber.topics, subscriber.language = req.topics, req.language
             subscriber.confirm_requested_at = now
-    elif _capped(session, config, now):
+    elif capped:
         outcome = Outcome.CAPPED
     else:
         template = confirmation_template(config, req.language)
@@ -99,17 +101,19 @@ def signup(session: Session, config: Mapping[str, Any], req: SignupRequest, now:
     return outcome
 
 
-def _new_signup(session: Session, config: Mapping[str, Any], req: SignupRequest, now: datetime) -> Outcome:
+def _new_signup(
+    session: Session, config: Mapping[str, Any], req: SignupRequest, now: datetime, capped: bool
+) -> Outcome:
     """A first signup for the address: a pending subscriber and its mail.
 
     Plain Core INSERTs: this is the path a viral article takes thousands of
     times a minute, and the ORM's unit of work would be most of its cost.
     """
-    outcome = Outcome.CAPPED if _capped(session, config, now) else Outcome.MAILED
+    outcome = Outcome.CAPPED if capped else Outcome.MAILED
     template = confirmation_template(config, req.language) if outcome is Outcome.MAILED else None
     nonce = new_nonce()
     try:
-        subscriber_id = session.execute(
+        subscriber_id = session.connection().execute(
             insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id),
             [{
                 "email": req.address.email, "email_hash": req.address.hash, "status": SubscriberStatus.PENDING,
@@ -130,7 +134,7 @@ def _new_signup(session: Session, config: Mapping[str, Any], req: SignupRequest,
 
 def _queue(session: Session, mail: dict[str, Any]) -> None:
     """Put a rendered mail in the outbox."""
-    session.execute(insert(OUTBOX), [mail])
+    session.connection().execute(insert(OUTBOX), [mail])
 
 
 def _log_signup(session: Session, subscriber_id: int, req: SignupRequest, outcome: Outcome, now: datetime) -> None:
@@ -146,35 +150,6 @@ def _log_signup(session: Session, subscriber_id: int, req: SignupRequest, outcom
     )
 
 
-def _recent_sends(subscriber: Subscriber, now: datetime) -> list[datetime]:
-    """When confirmations went to this address in the last day."""
-    sent = [datetime.fromisoformat(stamp) for stamp in subscriber.confirmations_sent or []]
-    return [moment for moment in sent if now - moment < DAY]
-
-
-def _recently_mailed(subscriber: Subscriber, now: datetime) -> bool:
-    """True when one more mail would break the per-address limits."""
-    recent = _recent_sends(subscriber, now)
-    return len(recent) >= MAILS_PER_DAY or any(now - moment < MAIL_INTERVAL for moment in recent)
-
-
-def _capped(session: Session, config: Mapping[str, Any], now: datetime) -> bool:
-    """True when the last hour's transactional mails reached CONFIRM_MAILS_PER_HOUR.
-
-    Counted from ids, not with COUNT(*): the outbox's ids grow with time, so
-    the rows of the last hour are those from the first one after the start
-    of the hour to the newest. Two index lookups in one query, however many
-    rows a viral hour brings (a count would read them all at every signup).
-    Rows deleted meanwhile (erasures) still count: the cap errs on the safe side.
-    """
-    first = (select(OUTBOX.c.id).where(OUTBOX.c.created_at > now - timedelta(hours=1))
-             .order_by(OUTBOX.c.created_at).limit(1).scalar_subquery())
-    newest = select(func.max(OUTBOX.c.id)).scalar_subquery()
-    window = session.execute(select(first, newest)).one()
-    sent = 0 if window[0] is None else window[1] - window[0] + 1
-    return bool(sent >= int(config["CONFIRM_MAILS_PER_HOUR"]))
-
-
 def _claim(session: Session, subscriber: Subscriber, req: SignupRequest, now: datetime) -> str | None:
     """Start a fresh pending signup on an existing row; its new nonce, or None
     if another request just did.
@@ -185,7 +160,7 @@ def _claim(session: Session, subscriber: Subscriber, req: SignupRequest, now: da
     """
     values: dict[str, Any] = {
         "confirm_nonce": new_nonce(),
-        "confirmations_sent": [m.isoformat() for m in _recent_sends(subscriber, now)] + [now.isoformat()],
+        "confirmations_sent": [m.isoformat() for m in recent_sends(subscriber, now)] + [now.isoformat()],
         "confirm_requested_at": now,
         "topics": req.topics,
         "language": req.language,

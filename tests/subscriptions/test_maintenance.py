@@ -69,6 +69,7 @@ def test_purge_withdraws_a_returning_readers_request(app: Flask, client: FlaskCl
     subscribe(client, app, "back@example.it")
     client.post(confirm_path(mails(session)[0]))
     unsubscribe(session, subscriber(session, "back@example.it"), "link")
+    session.commit()
     erase_me = "erased@example.it"
     subscribe(client, app, erase_me)
     erase(session, subscriber(session, erase_me), "admin")
