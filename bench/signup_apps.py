@@ -8,7 +8,8 @@
   (``mailer.db.make_engine``: WAL, busy_timeout, synchronous=NORMAL).
 
 Both read ``BENCH_DATABASE_URL`` and ``BENCH_SMTP_URL`` from the environment;
-``BENCH_OUTBOX=off`` takes the outbox thread out of the real app.
+``BENCH_OUTBOX=off`` takes the outbox thread out of the real app, and
+``BENCH_LIMITER=off`` its per-IP limit (to measure what each costs).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _mailer() -> Flask:
         "BASE_URL": "http://127.0.0.1:5000",
         "SIGNUP_LIMIT": "100000000/minute",
         "CONFIRM_MAILS_PER_HOUR": 100_000_000,
-        "RATELIMIT_ENABLED": True,
+        "RATELIMIT_ENABLED": os.environ.get("BENCH_LIMITER") != "off",
     })
     if os.environ.get("BENCH_OUTBOX") == "off":
         # No sending thread: the mails wait in the outbox for the scheduler.

@@ -121,6 +121,8 @@ def app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterator[Fl
         "SECRET_KEY": "test-secret",
         "SMTP_URL": smtp_server.url,
         "FEEDS": [],
+        # Tests read English msgids; the Italian default has tests of its own.
+        "LOCALE": "en",
         "BASE_URL": "http://newsletter.test",
         "FROM": "Notizie Tech <newsletter@example.it>",
         "CAPTURE_MAILDIR": str(tmp_path / "captured"),

@@ -52,6 +52,10 @@ def _free(now: datetime) -> ColumnElement[bool]:
     return or_(Delivery.claimed_by.is_(None), Delivery.lease_until < now)
 
 
+_COLUMNS = (Delivery.id, Delivery.subscriber_id, Delivery.edition_id, Delivery.status, Delivery.attempts,
+            Delivery.created_at)
+
+
 def claim(conn: Connection, digest_id: int, me: str, now: datetime, lease: float, limit: int) -> list[Item]:
     """Claim up to ``limit`` due rows of the digest, oldest first; the caller commits."""
     ids = (
@@ -61,9 +65,25 @@ def claim(conn: Connection, digest_id: int, me: str, now: datetime, lease: float
     rows = conn.execute(
         update(Delivery).where(Delivery.id.in_(ids.scalar_subquery()))
         .values(claimed_by=me, lease_until=now + timedelta(seconds=lease))
-        .returning(Delivery.id, Delivery.subscriber_id, Delivery.edition_id, Delivery.status,
-                   Delivery.attempts, Delivery.created_at)
+        .returning(*_COLUMNS)
     ).all()
+    return _items(conn, digest_id, rows)
+
+
+def take(conn: Connection, digest_id: int, after: int, now: datetime, limit: int) -> list[Item]:
+    """Due rows after id ``after``, without claiming them: for a sender alone by lock.
+
+    On SQLite the file lock already keeps every other sender out, so writing
+    claims would only write each row twice.
+    """
+    rows = conn.execute(
+        select(*_COLUMNS).where(_due(digest_id, now), Delivery.id > after).order_by(Delivery.id).limit(limit)
+    ).all()
+    return _items(conn, digest_id, rows)
+
+
+def _items(conn: Connection, digest_id: int, rows: Sequence[Any]) -> list[Item]:
+    """Items from delivery rows, with their readers' addresses."""
     if not rows:
         return []
     found = conn.execute(
@@ -112,10 +132,11 @@ def outcome_row(item: Item, status: DeliveryStatus, *, tried: bool, reply: str |
     }
 
 
-def renew(conn: Connection, me: str, now: datetime, lease: float) -> None:
-    """Extend the lease of every row this sender holds; the caller commits."""
+def renew(conn: Connection, digest_id: int, me: str, now: datetime, lease: float) -> None:
+    """Extend the lease of the digest's rows this sender holds; the caller commits."""
     conn.execute(
-        update(Delivery).where(Delivery.claimed_by == me, Delivery.status.in_(WAITING))
+        update(Delivery).where(Delivery.digest_id == digest_id, Delivery.status.in_(WAITING),
+                               Delivery.claimed_by == me)
         .values(lease_until=now + timedelta(seconds=lease))
     )
 

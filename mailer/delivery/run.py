@@ -27,6 +27,7 @@ from mailer.db import make_engine
 from mailer.delivery import queue as rows
 from mailer.delivery.compose import Composer, Edition
 from mailer.delivery.dkim import signer_from_config
+from mailer.delivery.feeder import Feeder
 from mailer.delivery.message import MailSettings
 from mailer.delivery.progress import Progress, duration
 from mailer.delivery.rate import TokenBucket
@@ -91,6 +92,8 @@ class Run:
         self.workers: list[Worker] = []
         self.error: DeliveryError | None = None
         self.aborted = False
+        self.exclusive = False
+        self._renewed = time.monotonic()
         self._halted: set[int] = set()
 
     # -- called from the workers ---------------------------------------------
@@ -112,7 +115,13 @@ class Run:
     # -- the main thread --------------------------------------------------------
 
     def execute(self, exclusive: bool) -> DeliveryReport:
-        """Send every sending digest; raise DeliveryError when the server is unusable."""
+        """Send every sending digest; raise DeliveryError when the server is unusable.
+
+        ``exclusive``: no other sender can run (SQLite's lock), so rows are
+        read rather than claimed.
+        """
+        self.exclusive = exclusive
+        self.feeder = Feeder(self.engine, self.me, self.settings.lease, self.settings.batch, exclusive)
         with self.engine.connect() as conn:
             digests = rows.sending_digests(conn)
             # Claims a dead sender left: any at all when the file lock says we
@@ -161,7 +170,8 @@ class Run:
         progress = Progress(self.echo, total, f"digest {digest_id}")
         if total:
             self.echo(f"digest {digest_id}: {total} deliveries to send over {self.settings.connections} connections")
-        outstanding, exhausted, last_look = 0, False, 0.0
+        feeder = self.feeder
+        outstanding, exhausted, last_look, after = 0, False, 0.0, 0
         while True:
             if time.monotonic() - last_look >= 1.0:
                 last_look = time.monotonic()
@@ -169,10 +179,16 @@ class Run:
             stopping = self.halted(digest_id)
             if stopping and outstanding:
                 outstanding -= self.recorder.release(conn, drain(self.inbox))
-            if not stopping and not exhausted and outstanding < self.settings.batch:
-                claimed = rows.claim(conn, digest_id, self.me, utcnow(), self.settings.lease, self.settings.batch)
-                conn.commit()
-                if claimed:
+            if not stopping and not exhausted and not feeder.busy and outstanding < self.settings.batch:
+                # Alone (SQLite), rows are read from a cursor; with nothing in
+                # flight (after waiting for retries) from the start again.
+                feeder.request(digest_id, after if outstanding else 0, utcnow())
+            claimed = feeder.ready(timeout=0.0 if outstanding else 0.05)
+            if claimed is not None:
+                if stopping:
+                    self.recorder.release(conn, claimed)
+                elif claimed:
+                    after = claimed[-1].delivery_id
                     self._load_editions(conn, claimed)
                     self.start_workers()
                     for item in claimed:
@@ -183,8 +199,8 @@ class Run:
                                          connections=sum(w.is_alive() for w in self.workers))
             outstanding -= done.handled
             progress.advance(done.tried)
-            if outstanding > 0:
-                if self.aborted and not any(worker.is_alive() for worker in self.workers):
+            if outstanding > 0 or feeder.busy:
+                if outstanding and self.aborted and not any(worker.is_alive() for worker in self.workers):
                     break  # nobody left to finish them: shutdown() releases what is left
                 continue
             if stopping:
@@ -224,12 +240,14 @@ class Run:
         return None
 
     def _look_around(self, conn: Connection, digest_id: int) -> None:
-        """Once a second: notice a pause from elsewhere, keep our claims' leases alive."""
+        """Once a second: notice a pause from elsewhere; now and then renew our leases."""
         status, reason = rows.digest_status(conn, digest_id)
         if status != DigestStatus.SENDING and digest_id not in self._halted:
             self.halt(digest_id)
             self.echo(f"digest {digest_id} is {status.value if status else 'gone'}: {reason or 'stopping'}")
-        rows.renew(conn, self.me, utcnow(), self.settings.lease)
+        if not self.exclusive and time.monotonic() - self._renewed >= self.settings.lease / 4:
+            self._renewed = time.monotonic()
+            rows.renew(conn, digest_id, self.me, utcnow(), self.settings.lease)
         conn.commit()
 
     def _load_editions(self, conn: Connection, items: list[rows.Item]) -> None:
@@ -250,6 +268,7 @@ class Run:
 
     def shutdown(self, conn: Connection) -> None:
         """Stop the workers after their message in flight; record and release the rest."""
+        self.recorder.release(conn, self.feeder.close())
         self.recorder.release(conn, drain(self.inbox))
         for _ in self.workers:
             self.inbox.put(None)
@@ -282,7 +301,7 @@ def deliver(app: Flask, *, echo: Echo = print, stop: threading.Event | None = No
         transport_factory = lambda: SmtpTransport(smtp, timeout=timeout, context=context)  # noqa: E731
     with exclusive_sender(url) as exclusive:
         connections = max(1, int(app.config.get("SMTP_CONNECTIONS") or 1))
-        engine = make_engine(url, pool_size=connections + 2, max_overflow=2)
+        engine = make_engine(url, pool_size=connections + 3, max_overflow=2)
         try:
             return Run(app, engine, echo, stop, transport_factory).execute(exclusive)
         finally:

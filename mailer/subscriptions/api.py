@@ -13,9 +13,11 @@ cross-site page cannot post here without a CORS preflight.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from mailer.config import LOCALES
@@ -23,12 +25,13 @@ from mailer.db import get_session
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import AddressError, parse_address
 from mailer.subscriptions.mails import notify_outbox
-from mailer.subscriptions.signup import SignupRequest, signup
+from mailer.subscriptions.signup import Outcome, SignupRequest, signup
 from mailer.subscriptions.views import csrf_exempt, set_language, signup_limit
 from mailer.topics import normalise_topics
 
 MAX_BODY = 16 * 1024
 PREFLIGHT_MAX_AGE = "86400"
+ACCEPTED = "mailer.subscriptions.accepted"
 
 
 class ApiError(Exception):
@@ -72,11 +75,21 @@ def api_subscribe() -> tuple[Response, int]:
     except ApiError as exc:
         return jsonify(error=exc.code, message=exc.message), exc.status
     session = get_session()
-    signup(session, current_app.config, req)
+    outcome = signup(session, current_app.config, req)
     session.commit()
-    notify_outbox()
-    return jsonify(status="accepted", message=_(
-        "Almost done: we sent you an email. Open it and confirm your subscription.")), 202
+    if outcome is Outcome.MAILED:
+        notify_outbox()
+    return _accepted(req.language), 202
+
+
+def _accepted(language: str) -> Response:
+    """The one answer to every valid signup in ``language`` (built once per process)."""
+    cache: dict[str, bytes] = current_app.extensions.setdefault(ACCEPTED, {})
+    body = cache.get(language)
+    if body is None:
+        message = _("Almost done: we sent you an email. Open it and confirm your subscription.")
+        body = cache[language] = json.dumps({"status": "accepted", "message": message}).encode()
+    return Response(body, mimetype="application/json")
 
 
 def _parse() -> SignupRequest:
@@ -88,7 +101,8 @@ def _parse() -> SignupRequest:
     body: Any = request.get_json(silent=True) if request.is_json else None
     if not isinstance(body, dict):
         raise ApiError("bad_body", _("Expected a JSON object with at least \"email\" and \"consent\"."))
-    language = body.get("language") or str(current_app.config["LOCALE"])
+    # The newsletter's language: the one asked for, else the browser's (Accept-Language), else MAILER_LOCALE.
+    language = body.get("language") or str(get_locale() or current_app.config["LOCALE"])
     if language not in LOCALES:
         raise ApiError("bad_language", _("Unknown language: choose one of %(choices)s.", choices=", ".join(LOCALES)))
     set_language(language)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from flask import Request
+from flask import Request, current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
@@ -53,6 +53,8 @@ class Origin:
 
 NOWHERE = Origin()
 EVENTS = cast(Table, ConsentEvent.__table__)
+INSERT_EVENT = insert(EVENTS)  # built once: it runs at every signup
+TEXTS = "mailer.subscriptions.consent_texts"  # app.extensions key: (site, language) -> words
 
 
 def _sentence(site: str, notice: str) -> str:
@@ -65,8 +67,12 @@ def consent_text(site_name: str, language: str) -> str:
 
     Exactly the text of the box's label, so its hash proves what was shown.
     """
-    with force_locale(language):
-        return _sentence(site_name, _("privacy notice"))
+    cache: dict[tuple[str, str], str] = current_app.extensions.setdefault(TEXTS, {})
+    text = cache.get((site_name, language))
+    if text is None or current_app.debug:
+        with force_locale(language):
+            text = cache[(site_name, language)] = _sentence(site_name, _("privacy notice"))
+    return text
 
 
 def consent_label(site_name: str, privacy_url: str) -> Markup:
@@ -114,7 +120,26 @@ def log(
     now: datetime | None = None,
 ) -> None:
     """Append one event (a plain INSERT: it is on every signup's path)."""
-    session.connection().execute(insert(EVENTS), [{
+    session.connection().execute(INSERT_EVENT, [event(
+        subscriber_id, email_hash, action, channel, origin,
+        language=language, text_version=text_version, details=details, now=now,
+    )])
+
+
+def event(
+    subscriber_id: int | None,
+    email_hash: str,
+    action: str,
+    channel: str,
+    origin: Origin = NOWHERE,
+    *,
+    language: str | None = None,
+    text_version: str | None = None,
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The values of one event, for ``INSERT_EVENT``."""
+    return {
         "subscriber_id": subscriber_id,
         "email_hash": email_hash,
         "action": action,
@@ -126,7 +151,7 @@ def log(
         "consent_text_version": text_version,
         "language": language,
         "details": details or {},
-    }])
+    }
 
 
 def scrub(session: Session, email_hash: str) -> None:

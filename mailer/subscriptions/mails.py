@@ -13,7 +13,7 @@ microseconds, not a Jinja render with a dozen translations.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import current_app, render_template
@@ -40,19 +40,26 @@ class ConfirmationTemplate:
     subject: str
     html: str
     text: str
+    to_address: str = ""
 
-    def values(self, config: Mapping[str, Any], subscriber_id: int, nonce: str, email: str) -> dict[str, Any]:
-        """The outbox row of one reader's mail, for an INSERT."""
-        token = confirm_token(subscriber_id, nonce, config["SECRET_KEY"])
+    def for_address(self, email: str) -> ConfirmationTemplate:
+        """The mail with the reader's address filled in (the token still to come)."""
         shown = display_address(email)
+        return replace(self, to_address=email, html=self.html.replace(ADDRESS_SLOT, str(escape(shown))),
+                       text=self.text.replace(ADDRESS_SLOT, shown))
+
+    def values(self, config: Mapping[str, Any], subscriber_id: int, nonce: str) -> dict[str, Any]:
+        """The outbox row of the mail (``for_address`` first), for an INSERT."""
+        assert self.to_address, "for_address() first"
+        token = confirm_token(subscriber_id, nonce, config["SECRET_KEY"])
         return {
             "subscriber_id": subscriber_id,
             "kind": KIND,
-            "to_address": email,
+            "to_address": self.to_address,
             "subject": self.subject,
             # Tokens are URL-safe base64 and dots: nothing to escape in HTML.
-            "html": self.html.replace(TOKEN_SLOT, token).replace(ADDRESS_SLOT, str(escape(shown))),
-            "text": self.text.replace(TOKEN_SLOT, token).replace(ADDRESS_SLOT, shown),
+            "html": self.html.replace(TOKEN_SLOT, token),
+            "text": self.text.replace(TOKEN_SLOT, token),
             "created_at": utcnow(),
             "attempts": 0,
         }

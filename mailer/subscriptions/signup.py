@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -26,12 +26,22 @@ from sqlalchemy.orm.attributes import set_committed_value
 from mailer.models import Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import Address
+from mailer.subscriptions.consent import INSERT_EVENT
 from mailer.subscriptions.mails import confirmation_template
 from mailer.subscriptions.throttle import OUTBOX, hourly_cap_reached, recent_sends, recently_mailed
 
 log = logging.getLogger("mailer.subscriptions")
 
 SUBSCRIBERS = cast(Table, Subscriber.__table__)
+# The statements of the hot path, built once: building a statement per request
+# (and computing its cache key) costs several times what SQLite takes to run it.
+# One round trip: is the address known, and the outbox's newest id (for the hourly cap).
+LOOKUP = select(
+    select(SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.email_hash == bindparam("email_hash")).scalar_subquery(),
+    select(func.max(OUTBOX.c.id)).scalar_subquery(),
+)
+INSERT_SUBSCRIBER = insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id)
+INSERT_MAIL = insert(OUTBOX)
 
 
 class Outcome(enum.StrEnum):
@@ -70,10 +80,7 @@ def signup(session: Session, config: Mapping[str, Any], req: SignupRequest, now:
     now = now or utcnow()
     conn = session.connection()
     # One round trip: is the address known, and the outbox's newest id (for the hourly cap).
-    found, newest_id = conn.execute(select(
-        select(SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.email_hash == req.address.hash).scalar_subquery(),
-        select(func.max(OUTBOX.c.id)).scalar_subquery(),
-    )).one()
+    found, newest_id = conn.execute(LOOKUP, {"email_hash": req.address.hash}).one()
     capped = hourly_cap_reached(conn, config, newest_id, now)
     if found is None:
         return _new_signup(session, config, req, now, capped)
@@ -96,8 +103,8 @@ def signup(session: Session, config: Mapping[str, Any], req: SignupRequest, now:
             outcome = Outcome.THROTTLED
         else:
             outcome = Outcome.MAILED
-            _queue(session, template.values(config, subscriber.id, nonce, req.address.email))
-    _log_signup(session, subscriber.id, req, outcome, now)
+            _queue(session, template.for_address(req.address.email).values(config, subscriber.id, nonce))
+    session.connection().execute(INSERT_EVENT, [_signup_event(subscriber.id, req, outcome, now)])
     return outcome
 
 
@@ -108,41 +115,44 @@ def _new_signup(
 
     Plain Core INSERTs: this is the path a viral article takes thousands of
     times a minute, and the ORM's unit of work would be most of its cost.
+    Everything is prepared before the first INSERT, so that the write lock
+    (SQLite's, for the whole database) is held for the three INSERTs alone.
     """
     outcome = Outcome.CAPPED if capped else Outcome.MAILED
-    template = confirmation_template(config, req.language) if outcome is Outcome.MAILED else None
+    mail = None if capped else confirmation_template(config, req.language).for_address(req.address.email)
     nonce = new_nonce()
+    subscriber = {
+        "email": req.address.email, "email_hash": req.address.hash, "status": SubscriberStatus.PENDING,
+        "language": req.language, "topics": req.topics, "confirm_nonce": nonce,
+        "created_at": now, "updated_at": now, "confirm_requested_at": now,
+        "confirmations_sent": [] if capped else [now.isoformat()],
+    }
+    signup_event = _signup_event(None, req, outcome, now)
+    conn = session.connection()
     try:
-        subscriber_id = session.connection().execute(
-            insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id),
-            [{
-                "email": req.address.email, "email_hash": req.address.hash, "status": SubscriberStatus.PENDING,
-                "language": req.language, "topics": req.topics, "confirm_nonce": nonce,
-                "created_at": now, "updated_at": now, "confirm_requested_at": now,
-                "confirmations_sent": [now.isoformat()] if template is not None else [],
-            }],
-        ).scalar_one()
+        subscriber_id = conn.execute(INSERT_SUBSCRIBER, [subscriber]).scalar_one()
     except IntegrityError:
         # A concurrent request inserted the same address first: its row decides.
         session.rollback()
         return signup(session, config, req, now)
-    if template is not None:
-        _queue(session, template.values(config, subscriber_id, nonce, req.address.email))
-    _log_signup(session, subscriber_id, req, outcome, now)
+    if mail is not None:
+        conn.execute(INSERT_MAIL, [mail.values(config, subscriber_id, nonce)])
+    signup_event["subscriber_id"] = subscriber_id
+    conn.execute(INSERT_EVENT, [signup_event])
     return outcome
 
 
 def _queue(session: Session, mail: dict[str, Any]) -> None:
     """Put a rendered mail in the outbox."""
-    session.connection().execute(insert(OUTBOX), [mail])
+    session.connection().execute(INSERT_MAIL, [mail])
 
 
-def _log_signup(session: Session, subscriber_id: int, req: SignupRequest, outcome: Outcome, now: datetime) -> None:
+def _signup_event(subscriber_id: int | None, req: SignupRequest, outcome: Outcome, now: datetime) -> dict[str, Any]:
     """The consent event of a signup request, whatever its outcome."""
     if outcome is Outcome.CAPPED:
         log.error("confirmation mail not sent: CONFIRM_MAILS_PER_HOUR reached")
-    consent.log(
-        session, subscriber_id, req.address.hash, consent.SIGNUP, req.channel, req.origin,
+    return consent.event(
+        subscriber_id, req.address.hash, consent.SIGNUP, req.channel, req.origin,
         language=req.language,
         text_version=consent.text_version(req.consent_text, req.language),
         details={"outcome": str(outcome), "topics": req.topics, "consent_text": req.consent_text},

@@ -22,7 +22,7 @@ from mailer.security import csrf, limiter
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.forms import SignupForm, form_age, form_timestamp
 from mailer.subscriptions.mails import notify_outbox
-from mailer.subscriptions.signup import SignupRequest, signup
+from mailer.subscriptions.signup import Outcome, SignupRequest, signup
 from mailer.topics import normalise_topics
 
 log = logging.getLogger("mailer.subscriptions")
@@ -50,10 +50,11 @@ def set_language(language: str, *, unless_chosen: bool = False) -> None:
 
     ``unless_chosen``: keep a language the visitor picked with ``?lang=``.
     """
-    if language not in LOCALES or (unless_chosen and "reader_language" in g):
+    if language not in LOCALES or (unless_chosen and "reader_language" in g) or g.get("reader_language") == language:
         return
     g.reader_language = language
-    refresh()  # Flask-Babel caches the locale per request
+    if str(get_locale()) != language:
+        refresh()  # Flask-Babel caches the locale per request
 
 
 @bp.context_processor
@@ -110,7 +111,7 @@ def subscribe() -> Response | tuple[str, int]:
         return _signup_page(form, form_error, 400)
     language = str(form.language.data)
     session = get_session()
-    signup(session, current_app.config, SignupRequest(
+    outcome = signup(session, current_app.config, SignupRequest(
         address=form.address,
         topics=normalise_topics(current_app.config["TOPICS"], form.topics.data or []),
         language=language,
@@ -119,7 +120,8 @@ def subscribe() -> Response | tuple[str, int]:
         origin=consent.Origin.of(request),
     ))
     session.commit()
-    notify_outbox()
+    if outcome is Outcome.MAILED:
+        notify_outbox()
     return render_template("pages/check_inbox.html", address=form.address.display), 200
 
 

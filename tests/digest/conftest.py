@@ -65,7 +65,7 @@ def add_article(session: Session, feed: Feed) -> Callable[..., Article]:
 def add_reader(session: Session) -> Callable[..., Subscriber]:
     """Insert a subscriber (confirmed unless told otherwise), committed."""
 
-    def add(email: str | None = None, topics: str = "", language: str = "it",
+    def add(email: str | None = None, topics: str = "", language: str = "en",
             status: SubscriberStatus = SubscriberStatus.CONFIRMED) -> Subscriber:
         address = email or f"reader{next(_numbers)}@example.org"
         reader = Subscriber(

@@ -38,7 +38,7 @@ def count(session: Session, model: type) -> int:
     return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def edition_of(session: Session, topics: str, language: str = "it") -> DigestEdition:
+def edition_of(session: Session, topics: str, language: str = "en") -> DigestEdition:
     edition = session.scalar(select(DigestEdition).where(DigestEdition.topics == topics,
                                                          DigestEdition.language == language))
     assert edition is not None, f"no edition for {topics!r}/{language}"
@@ -48,8 +48,9 @@ def edition_of(session: Session, topics: str, language: str = "it") -> DigestEdi
 def test_a_digest_carries_every_new_article_to_every_confirmed_reader(
     app_context: Flask, session: Session, add_article: Callable[..., Article], add_reader: Callable[..., Subscriber]
 ) -> None:
+    app_context.config["LOCALE"] = "it"  # the product's default
     articles = [add_article(topic=topic) for topic in ("ai", "security", "web")]
-    everyone = add_reader()
+    everyone = add_reader(language="it")
     add_reader(status=SubscriberStatus.PENDING)
     add_reader(status=SubscriberStatus.UNSUBSCRIBED)
 
@@ -79,10 +80,10 @@ def test_each_segment_gets_its_own_sections_and_language(
     ai = add_article("Un modello nuovo", topic="ai")
     security = add_article("Una falla grave", topic="security")
     web = add_article("Un CSS diverso", topic="web")
-    all_it = [add_reader() for _ in range(2)]
+    all_it = [add_reader(language="it") for _ in range(2)]
     security_en = add_reader(topics="security", language="en")
-    ai_web = add_reader(topics="ai,web")
-    nothing_new = add_reader(topics="hardware,mobile")
+    ai_web = add_reader(topics="ai,web", language="it")
+    nothing_new = add_reader(topics="hardware,mobile", language="it")
 
     compose_digest(session, app_context)
 
@@ -94,7 +95,7 @@ def test_each_segment_gets_its_own_sections_and_language(
     for other in (ai, web):
         assert other.title not in english.html and other.title not in english.text
     assert "Cybersecurity" in english.html and "Artificial intelligence" not in english.html
-    mixed = edition_of(session, "ai,web")
+    mixed = edition_of(session, "ai,web", "it")
     assert ai.title in mixed.html and web.title in mixed.html and security.title not in mixed.html
     assert mixed.html.index("Intelligenza artificiale") < mixed.html.index("Web</h2>")
 
@@ -103,7 +104,7 @@ def test_each_segment_gets_its_own_sections_and_language(
     assert nothing_new.id not in by_reader
     assert by_reader[security_en.id] == english.id
     assert by_reader[ai_web.id] == mixed.id
-    assert {by_reader[r.id] for r in all_it} == {edition_of(session, "").id}
+    assert {by_reader[r.id] for r in all_it} == {edition_of(session, "", "it").id}
 
 
 def test_readers_of_folded_segments_share_one_edition(

@@ -47,7 +47,7 @@ def test_the_serialised_message_is_valid_on_the_wire(
     add_article("Perché l'IA – «davvero» – cambierà tutto", summary_html="<p>" + "Testo lungo, " * 200 + "</p>")
     for n in range(20):
         add_article(f"Notizia {n}")
-    reader = add_reader("lettore@example.org")
+    reader = add_reader("lettore@example.org", language="it")
     digest = compose_digest(session, app_context.config, NOW)
     session.commit()
     assert digest is not None

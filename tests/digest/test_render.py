@@ -77,14 +77,14 @@ def test_the_footer_says_why_and_links_out(
     footer = doc.find_class("d-footer")[0]
     text = " ".join(footer.text_content().split())
     assert "you subscribed to the Notizie Tech newsletter" in text
-    assert "You chose these topics: Intelligenza artificiale, Web." in text
+    assert "You chose these topics: Artificial intelligence, Web." in text
     assert app_context.config["POSTAL_ADDRESS"] in text
     links = [a.get("href") for a in footer.iter("a")]
     base = app_context.config["BASE_URL"]
     assert links[0].startswith(f"{base}/archive/")
     assert links[1].startswith(f"{base}/preferences/") and links[2].startswith(f"{base}/unsubscribe/")
     assert app_context.config["POSTAL_ADDRESS"] in edition.text
-    assert "You chose these topics: Intelligenza artificiale, Web." in " ".join(edition.text.split())
+    assert "You chose these topics: Artificial intelligence, Web." in " ".join(edition.text.split())
 
 
 def test_titles_are_escaped_and_summaries_are_used_as_sanitised(
@@ -113,7 +113,7 @@ def test_the_text_part_is_a_real_text_edition(
     long_summary = "Una frase che si ripete per fare un sommario lungo. " * 20
     article = add_article("Un titolo", topic="security", summary_text=long_summary,
                           summary_html=f"<p>{long_summary}</p>")
-    add_reader()
+    add_reader(language="it")
     text = _compose(app_context, session).text
     lines = text.split("\n")
     assert lines[0] == "NOTIZIE TECH"

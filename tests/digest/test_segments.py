@@ -15,8 +15,8 @@ def test_confirmed_readers_group_by_topics_and_language(
     app: Flask, session: Session, add_reader: Callable[..., Subscriber]
 ) -> None:
     for _ in range(3):
-        add_reader()
-    add_reader(topics="ai,security")
+        add_reader(language="it")
+    add_reader(topics="ai,security", language="it")
     add_reader(topics="ai,security", language="en")
     add_reader(status=SubscriberStatus.PENDING, topics="web")
     add_reader(status=SubscriberStatus.UNSUBSCRIBED, topics="mobile")
@@ -31,11 +31,12 @@ def test_confirmed_readers_group_by_topics_and_language(
 def test_stored_values_that_mean_the_same_edition_fold_together(
     app: Flask, session: Session, add_reader: Callable[..., Subscriber]
 ) -> None:
-    add_reader(topics="ai,retired")  # a topic since removed from TOPICS
-    add_reader(topics="ai", language="de")  # a language we do not ship
-    add_reader(topics="ai")
-    add_reader(topics="retired")  # nothing known left: every topic
-    add_reader(topics=",".join(app.config["TOPICS"]))  # every topic, spelled out
+    app.config["LOCALE"] = "it"
+    add_reader(topics="ai,retired", language="it")  # a topic since removed from TOPICS
+    add_reader(topics="ai", language="de")  # a language we do not ship: MAILER_LOCALE
+    add_reader(topics="ai", language="it")
+    add_reader(topics="retired", language="it")  # nothing known left: every topic
+    add_reader(topics=",".join(app.config["TOPICS"]), language="it")  # every topic, spelled out
     segments = reader_segments(session, app.config)
     assert [(s.topics, s.language, s.readers) for s in segments] == [("ai", "it", 3), ("", "it", 2)]
     assert segments[0].keys == (("ai", "de"), ("ai", "it"), ("ai,retired", "it"))

@@ -72,6 +72,18 @@ def confirm_path(mail: OutboundMail) -> str:
 
 
 @pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A browser that prefers English (the site's default is Italian), to read our msgids."""
+    return english(app.test_client())
+
+
+def english(client: FlaskClient) -> FlaskClient:
+    """Make ``client`` send ``Accept-Language: en`` by default."""
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
+@pytest.fixture
 def make_app(database_url: str, smtp_server: Any, tmp_path: Any) -> Iterator[Any]:
     """Build an app of the test's own (rate limits or CSRF on, other settings)."""
     apps: list[Flask] = []

@@ -18,9 +18,11 @@ from mailer.subscriptions.addresses import email_hash
 from tests.subscriptions.conftest import confirm_path, events, mails, subscribe, subscriber
 
 
-def run_import(app: Flask, session: Session, text: str, confirmed: bool = False):  # type: ignore[no-untyped-def]
+def run_import(app: Flask, session: Session, text: str, confirmed: bool = False, locale: str = "it"):  # type: ignore[no-untyped-def]
+    """Import ``text``; problems are worded in ``locale`` (MAILER_LOCALE)."""
     with app.app_context():
-        report = import_csv(session, io.StringIO(text), confirmed=confirmed, source="list.csv")
+        report = import_csv(session, io.StringIO(text), confirmed=confirmed, source="list.csv",
+                            config={**app.config, "LOCALE": locale})
     session.commit()
     return report
 
@@ -39,7 +41,7 @@ def test_import_reports_bad_rows_by_line(app: Flask, session: Session) -> None:
         "\"multi\nline@example.it\",en,\n"  # 10-11
         "fabio@città.it\n"                  # 12: short row, defaults
     )
-    report = run_import(app, session, text)
+    report = run_import(app, session, text, locale="en")
     assert [(p.line, p.reason.split(":")[0]) for p in report.problems] == [
         (3, "'not-an-address'"), (5, "unknown language 'fr' (expected it, en)"), (6, "unknown topic"),
         (9, "4 fields, the header has 3"), (10, "'multi\\nline@example.it'"),
@@ -51,7 +53,7 @@ def test_import_reports_bad_rows_by_line(app: Flask, session: Session) -> None:
     assert (anna.status, anna.language, anna.topics) == (SubscriberStatus.PENDING, "it", "ai,web")
     assert subscriber(session, "dario@example.it").topics == "ai,mobile"
     fabio = subscriber(session, "fabio@xn--citt-3na.it")
-    assert fabio.language == "it" and fabio.confirm_requested_at is None
+    assert fabio.language == "en" and fabio.confirm_requested_at is None  # MAILER_LOCALE by default
     assert session.scalar(select(func.count(OutboundMail.id))) == 0  # no mail, ever
     [event] = events(session, anna.email_hash)
     assert (event.action, event.channel, event.source_page) == ("import", "import", "list.csv")
