@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -36,6 +37,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"database: {config.getoption('--db')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip postgresql_only tests on SQLite, and sqlite_only ones on PostgreSQL."""
+    database = config.getoption("--db")
+    for item in items:
+        if item.get_closest_marker("postgresql_only") and database != "postgresql":
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: run with --db postgresql"))
+        if item.get_closest_marker("sqlite_only") and database != "sqlite":
+            item.add_marker(pytest.mark.skip(reason="about SQLite itself: runs with --db sqlite"))
 
 
 @pytest.fixture(scope="session")
@@ -112,23 +123,37 @@ def feed_server(_feed_server: FeedServer) -> FeedServer:
 
 
 @pytest.fixture
-def app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterator[Flask]:
-    """The app on a fresh database, sending to the test SMTP server."""
+def make_app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build an app on the test database, with config overrides (e.g. CSRF on)."""
     smtp_server.reset()
-    app = create_app({
-        "ENV": "testing",
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "test-secret",
-        "SMTP_URL": smtp_server.url,
-        "FEEDS": [],
-        # Tests read English msgids; the Italian default has tests of its own.
-        "LOCALE": "en",
-        "BASE_URL": "http://newsletter.test",
-        "FROM": "Notizie Tech <newsletter@example.it>",
-        "CAPTURE_MAILDIR": str(tmp_path / "captured"),
-    })
-    yield app
-    get_engine(app).dispose()
+    apps: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app({
+            "ENV": "testing",
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "test-secret",
+            "SMTP_URL": smtp_server.url,
+            "FEEDS": [],
+            # Tests read English msgids; the Italian default has tests of its own.
+            "LOCALE": "en",
+            "BASE_URL": "http://newsletter.test",
+            "FROM": "Notizie Tech <newsletter@example.it>",
+            "CAPTURE_MAILDIR": str(tmp_path / "captured"),
+            **overrides,
+        })
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        get_engine(app).dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """The app on a fresh database, sending to the test SMTP server."""
+    return make_app()
 
 
 @pytest.fixture

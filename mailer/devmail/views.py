@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_babel import format_datetime, get_locale
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -39,12 +39,6 @@ def _headers(response: BaseResponse) -> BaseResponse:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-@bp.context_processor
-def _page_context() -> dict[str, Any]:
-    """The layout's ``<html lang>``: Flask-Babel does not make it a template global."""
-    return {"get_locale": get_locale}
 
 
 @bp.get("/")

@@ -13,7 +13,6 @@ from email.utils import format_datetime
 from typing import Any
 
 from flask import Response, abort, current_app, render_template, request, url_for
-from flask_babel import get_locale
 from lxml import html as lxml_html
 from lxml.etree import ParserError
 from sqlalchemy import func, select
@@ -51,12 +50,6 @@ def split_document(document: str) -> tuple[list[str], str, str]:
     inner = html.escape(body.text or "", quote=False)
     inner += "".join(lxml_html.tostring(child, encoding="unicode") for child in body)
     return styles, inner, body.get("style", "")
-
-
-@bp.context_processor
-def _page_context() -> dict[str, Any]:
-    """The layout's ``<html lang>``: Flask-Babel does not make it a template global."""
-    return {"get_locale": get_locale}
 
 
 @bp.get("/archive/")

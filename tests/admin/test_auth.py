@@ -8,9 +8,8 @@ import time
 import pytest
 from flask import Flask
 
-from mailer import create_app
 from mailer.admin import set_admin_password
-from mailer.db import get_engine, session_scope
+from mailer.db import session_scope
 from tests.admin.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, add_admin, log_in
 
 
@@ -97,21 +96,15 @@ def test_session_cookie_is_httponly_and_samesite(client, admin_account):
     assert "Secure" not in cookie  # plain http in tests and development
 
 
-def test_session_cookie_is_secure_in_production(database_url, smtp_server, tmp_path):
-    app = create_app({
-        "ENV": "production", "DATABASE_URL": database_url, "SECRET_KEY": "a production secret",
-        "SMTP_URL": smtp_server.url, "FEEDS": [], "CAPTURE_MAILDIR": str(tmp_path), "WTF_CSRF_ENABLED": False,
-        "RATELIMIT_ENABLED": False,
-    })
-    try:
-        with session_scope(app) as s:
-                add_admin(s)
-        response = log_in(app.test_client())
-        assert response.status_code == 303
-        cookie = response.headers["Set-Cookie"]
-        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    finally:
-        get_engine(app).dispose()
+def test_session_cookie_is_secure_in_production(make_app):
+    app = make_app(ENV="production", SECRET_KEY="a production secret", WTF_CSRF_ENABLED=False,
+                   RATELIMIT_ENABLED=False)
+    with session_scope(app) as s:
+        add_admin(s)
+    response = log_in(app.test_client())
+    assert response.status_code == 303
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
 def test_admin_pages_are_not_cached_or_framed(admin_client):
@@ -144,17 +137,12 @@ def test_a_forged_session_is_refused(app, client, admin_account):
 
 
 @pytest.fixture
-def limited_app(database_url, smtp_server, tmp_path):
+def limited_app(make_app):
     """The app with the rate limits on (the testing config turns them off)."""
-    app = create_app({
-        "ENV": "testing", "DATABASE_URL": database_url, "SECRET_KEY": "test-secret", "SMTP_URL": smtp_server.url,
-        "FEEDS": [], "CAPTURE_MAILDIR": str(tmp_path), "RATELIMIT_ENABLED": True,
-        "ADMIN_LOGIN_LIMIT": "3/minute", "ADMIN_ACCOUNT_LOGIN_LIMIT": "5/minute",
-    })
+    app = make_app(RATELIMIT_ENABLED=True, ADMIN_LOGIN_LIMIT="3/minute", ADMIN_ACCOUNT_LOGIN_LIMIT="5/minute")
     with session_scope(app) as s:
         add_admin(s)
-    yield app
-    get_engine(app).dispose()
+    return app
 
 
 def test_login_rate_limit_per_ip(limited_app):
@@ -196,15 +184,8 @@ def test_login_required_decorator_for_other_blueprints(app, client, admin_accoun
     assert client.get("/dev/secret").get_data(as_text=True) == "captured mail"
 
 
-def test_captured_mail_link_follows_the_setting(app, admin_client, database_url, smtp_server, tmp_path):
+def test_captured_mail_link_follows_the_setting(app, admin_client, make_app):
     assert 'href="/dev/mail/"' in admin_client.get("/admin/").get_data(as_text=True)
-    off = create_app({
-        "ENV": "testing", "DATABASE_URL": database_url, "SECRET_KEY": "test-secret", "SMTP_URL": smtp_server.url,
-        "FEEDS": [], "CAPTURE_MAILDIR": str(tmp_path), "SHOW_CAPTURED_MAIL": False,
-    })
-    try:
-        client = off.test_client()
-        assert log_in(client).status_code == 303
-        assert 'href="/dev/mail/"' not in client.get("/admin/").get_data(as_text=True)
-    finally:
-        get_engine(off).dispose()
+    client = make_app(SHOW_CAPTURED_MAIL=False).test_client()
+    assert log_in(client).status_code == 303
+    assert 'href="/dev/mail/"' not in client.get("/admin/").get_data(as_text=True)

@@ -7,8 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from mailer import create_app
-from mailer.db import get_engine, session_scope
+from mailer.db import session_scope
 from mailer.models import DigestStatus, SubscriberStatus
 from tests.admin import seed
 from tests.admin.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, add_admin, csrf_token
@@ -37,12 +36,9 @@ class FormFinder(HTMLParser):
 
 
 @pytest.fixture
-def csrf_app(database_url, smtp_server, tmp_path):
+def csrf_app(make_app):
     """The app with CSRF checks on (the testing config turns them off), and data on every page."""
-    app = create_app({
-        "ENV": "testing", "DATABASE_URL": database_url, "SECRET_KEY": "test-secret", "SMTP_URL": smtp_server.url,
-        "FEEDS": [], "CAPTURE_MAILDIR": str(tmp_path), "WTF_CSRF_ENABLED": True,
-    })
+    app = make_app(WTF_CSRF_ENABLED=True)
     with session_scope(app) as s:
         add_admin(s)
         reader = seed.reader(s, "lettore@example.it")
@@ -51,8 +47,7 @@ def csrf_app(database_url, smtp_server, tmp_path):
         seed.delivery(s, sending, reader)
         paused = seed.digest(s, "2026-W02", DigestStatus.PAUSED)
         seed.delivery(s, paused, seed.reader(s, "altro@example.it", SubscriberStatus.CONFIRMED))
-    yield app
-    get_engine(app).dispose()
+    return app
 
 
 def _log_in(client):

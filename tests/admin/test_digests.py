@@ -50,7 +50,7 @@ def test_digests_page(admin_client, session):
     # The preview frame is sandboxed: no scripts, no access to the admin's origin.
     frame = re.search(r"<iframe[^>]*>", html).group(0)
     assert 'sandbox="' in frame and "allow-scripts" not in frame and "allow-same-origin" not in frame
-    assert 'src="/admin/digests/preview?language=it"' in frame
+    assert 'src="/admin/digests/preview?language=en"' in frame  # MAILER_LOCALE
 
 
 def test_preview_of_the_next_digest(app, admin_client, session):

@@ -18,16 +18,6 @@ from mailer.runner import Job
 from mailer.scheduler import JOBS
 
 
-@pytest.fixture(autouse=True)
-def _database_markers(request: pytest.FixtureRequest) -> None:
-    """Skip postgresql_only tests on SQLite and sqlite_only ones on PostgreSQL."""
-    database = request.config.getoption("--db")
-    if request.node.get_closest_marker("postgresql_only") and database != "postgresql":
-        pytest.skip("needs PostgreSQL (pytest --db postgresql)")
-    if request.node.get_closest_marker("sqlite_only") and database != "sqlite":
-        pytest.skip("about SQLite itself")
-
-
 def job(name: str) -> Job:
     """The scheduler's job called ``name``."""
     return {j.name: j for j in JOBS}[name]

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
-from flask_babel import get_locale
 from werkzeug.wrappers import Response as BaseResponse
 
 from mailer.feeds.demo import feed, images
@@ -26,12 +24,6 @@ def _only_outside_production() -> None:
     """The demo does not exist in production."""
     if current_app.config.get("ENV") == "production":
         abort(404)
-
-
-@bp.context_processor
-def _page_helpers() -> dict[str, Any]:
-    """What ``pages/base.html`` needs."""
-    return {"get_locale": get_locale}
 
 
 @bp.get("/demo/feed.xml")
