@@ -12,6 +12,8 @@ JSON, insert one row with SQLAlchemy):
 
 - ``queue``: the real signup with the outbox thread taken out: the request
   path alone (consent log, mail rendered into the outbox, limits);
+- ``no-limiter``: the same without the per-IP limit (Flask-Limiter), to show
+  what the limiter itself costs;
 - ``smtp-down``: the real app, its outbox thread on, the SMTP port closed:
   every confirmation must still be in the outbox after the run, which shows
   that none was sent inside a request;
@@ -210,7 +212,8 @@ def main() -> None:
         sink = subprocess.Popen([sys.executable, str(ROOT / "bench/sink.py"), "--port", str(sink_port)])
         wait_listening(sink_port)
         runs = [("bare", "bare_app", "off", closed_port), ("queue", "mailer_app", "off", closed_port)] * args.pairs
-        runs += [("smtp-down", "mailer_app", "on", closed_port), ("sending", "mailer_app", "on", sink_port)]
+        runs += [("no-limiter", "mailer_app", "off", closed_port), ("smtp-down", "mailer_app", "on", closed_port),
+                 ("sending", "mailer_app", "on", sink_port)]
         rates: dict[str, list[float]] = {}
         try:
             for number, (name, app, outbox, smtp_port) in enumerate(runs):
@@ -220,7 +223,8 @@ def main() -> None:
                 engine.dispose()
                 port = free_port()
                 env = {"BENCH_DATABASE_URL": url, "BENCH_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-                       "BENCH_OUTBOX": outbox, "BENCH_LOG": str(workdir / "gunicorn.log")}
+                       "BENCH_OUTBOX": outbox, "BENCH_LOG": str(workdir / "gunicorn.log"),
+                       "BENCH_LIMITER": "off" if name == "no-limiter" else "on"}
                 server = start_gunicorn(app, port, env)
                 try:
                     warm_up(port)
@@ -248,6 +252,7 @@ def main() -> None:
     print(f"ratios to the bare insert (median {bare:.0f} requests/s); goal 0.50 or more:")
     print(f"  queue (request path, mail left in the outbox): {statistics.median(pairs):.2f} "
           f"(pairs: {', '.join(f'{r:.2f}' for r in pairs)})")
+    print(f"  no-limiter (the same without the per-IP limit, to see its cost): {rates['no-limiter'][0] / bare:.2f}")
     for name in ("smtp-down", "sending"):
         print(f"  {name} (outbox thread on): {rates[name][0] / bare:.2f}")
     print("  smtp-down: every confirmation was still in the outbox after the run: none left inside a request")

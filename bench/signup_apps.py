@@ -71,7 +71,7 @@ def _bare() -> Flask:
         if not isinstance(body, dict) or not isinstance(body.get("email"), str):
             return jsonify(error="bad_body"), 400
         with engine.begin() as conn:
-            conn.execute(insert(BareSignup.__table__).values(email=body["email"], created_at=utcnow()))
+            conn.execute(insert(BareSignup).values(email=body["email"], created_at=utcnow()))
         return jsonify(status="accepted"), 202
 
     return app

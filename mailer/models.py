@@ -87,8 +87,9 @@ class Subscriber(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
     # The latest signup still waiting for its confirmation (None when none is):
-    # the purge of unconfirmed signups goes by it.
-    confirm_requested_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    # the purge of unconfirmed signups goes by it. No index: the daily purge
+    # can scan, while every signup would pay for one more B-tree write.
+    confirm_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # Mail-bombing limits: when confirmation mails went out lately.
     confirmations_sent: Mapped[list[str]] = mapped_column(default=list)

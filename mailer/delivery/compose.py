@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
+from sqlalchemy import Connection, select
+
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.message import MailSettings, Template, digest_template, message_id
 from mailer.delivery.queue import Item
 from mailer.delivery.transport import wire_form
+from mailer.models import Digest, DigestEdition
 from mailer.tokens import preferences_token, unsubscribe_token
 
 PURPOSES = {"unsubscribe": unsubscribe_token, "preferences": preferences_token}
@@ -109,6 +112,22 @@ class Composer:
         self.signer = signer
         self.editions: dict[int, Edition] = {}
         self._date = (0, b"")
+
+    def load(self, conn: Connection, edition_ids: set[int]) -> None:
+        """Fetch the editions among ``edition_ids`` not loaded yet (once per run each)."""
+        missing = edition_ids - set(self.editions)
+        if not missing:
+            return
+        found = conn.execute(
+            select(DigestEdition.id, DigestEdition.digest_id, DigestEdition.subject, DigestEdition.text,
+                   DigestEdition.html, DigestEdition.language, Digest.created_at)
+            .join(Digest, Digest.id == DigestEdition.digest_id).where(DigestEdition.id.in_(missing))
+        ).all()
+        for row in found:
+            self.editions[row.id] = Edition(
+                digest_id=row.digest_id, subject=row.subject, text=row.text, html=row.html,
+                language=row.language, stamp=row.created_at.strftime("%Y%m%d%H%M%S"),
+            )
 
     def template(self, edition_id: int, eightbit: bool) -> tuple[Edition, Template]:
         """The edition's template for a server with (or without) 8BITMIME."""

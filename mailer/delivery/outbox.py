@@ -30,8 +30,9 @@ from mailer.delivery.dkim import DkimError, DkimSigner, signer_from_config
 from mailer.delivery.faults import Outcome, classify
 from mailer.delivery.message import MailSettings
 from mailer.delivery.report import DeliveryError
+from mailer.delivery.smtp import SmtpTransport
 from mailer.delivery.smtp_url import parse_smtp_url
-from mailer.delivery.transport import SmtpTransport, Transport, wire_form
+from mailer.delivery.transport import Transport, wire_form
 from mailer.models import OutboundMail, utcnow
 
 EXTENSION = "mailer.outbox"
@@ -184,6 +185,7 @@ class OutboxWorker:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._stopping = False
         self._thread: threading.Thread | None = None
 
     def notify(self) -> None:
@@ -195,6 +197,17 @@ class OutboxWorker:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
                 self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread after its current pass (app shutdown, end of a test)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stopping = True
+            self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._lock:
+            self._stopping = False
 
     @property
     def running(self) -> bool:
@@ -208,6 +221,8 @@ class OutboxWorker:
         while True:
             woke = self._wake.wait(wait)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 send_outbox(self.app)
                 due = next_due(self.app)

@@ -224,30 +224,3 @@ def digest_status(conn: Connection, digest_id: int) -> tuple[DigestStatus | None
     """The digest's status and pause reason (None if it was deleted)."""
     row = conn.execute(select(Digest.status, Digest.paused_reason).where(Digest.id == digest_id)).first()
     return (DigestStatus(row[0]), row[1]) if row else (None, None)
-
-
-class ReaderCheck:
-    """Is the reader still confirmed? One indexed lookup just before each message.
-
-    Runs on a connection of its own in autocommit mode, so each lookup sees
-    the latest committed state (an unsubscribe a second ago), with the
-    driver's cursor directly: this runs once per message.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        """Use ``conn`` (opened with isolation_level="AUTOCOMMIT") until ``close``."""
-        self._conn = conn
-        self._cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        self._sql = f"SELECT status FROM {Subscriber.__tablename__} WHERE id = {mark}"  # noqa: S608 - no input
-
-    def confirmed(self, subscriber_id: int) -> bool:
-        """True when the subscriber exists and is confirmed right now."""
-        self._cursor.execute(self._sql, (subscriber_id,))
-        row = self._cursor.fetchone()
-        return row is not None and row[0] == "confirmed"
-
-    def close(self) -> None:
-        """Give the connection back."""
-        self._cursor.close()
-        self._conn.close()

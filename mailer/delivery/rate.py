@@ -15,15 +15,19 @@ from collections.abc import Callable
 class TokenBucket:
     """``rate`` tokens a second, up to ``burst``; ``rate`` 0 means no limit."""
 
-    def __init__(self, rate: float, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
-        """A full bucket: the first ``burst`` messages leave at once."""
+    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] | None = None,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        """A full bucket: the first ``burst`` messages leave at once.
+
+        ``clock`` and ``sleep`` default to this module's ``time`` functions,
+        looked up when called (a test replaces them).
+        """
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else rate)
         self.tokens = self.burst
-        self._clock = clock
-        self._sleep = sleep
-        self._stamp = clock()
+        self._clock = clock or (lambda: time.monotonic())
+        self._sleep = sleep or (lambda seconds: time.sleep(seconds))
+        self._stamp = self._clock()
         self._lock = threading.Lock()
 
     def take(self) -> None:

@@ -12,9 +12,7 @@ import logging
 import queue
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, update
@@ -22,6 +20,7 @@ from sqlalchemy import Connection, update
 from mailer.delivery import queue as rows
 from mailer.delivery.faults import Outcome, next_attempt
 from mailer.delivery.report import DeliveryReport
+from mailer.delivery.settings import RunSettings
 from mailer.delivery.worker import HURRY, Result
 from mailer.models import DeliveryStatus, Digest, DigestStatus, utcnow
 
@@ -45,12 +44,12 @@ class Collected:
 class Recorder:
     """Records results and keeps the run's counts."""
 
-    def __init__(self, config: Mapping[str, Any], run: Run) -> None:
-        """Read the retry settings."""
+    def __init__(self, settings: RunSettings, run: Run) -> None:
+        """Keep the retry settings."""
         self.run = run
-        self.give_up = timedelta(hours=float(config.get("DELIVERY_GIVE_UP_HOURS") or 72))
-        self.backoff = float(config.get("DELIVERY_BACKOFF_SECONDS") or 30)
-        self.ceiling = float(config.get("DELIVERY_BACKOFF_MAX_SECONDS") or 6 * 3600)
+        self.give_up = settings.give_up
+        self.backoff = settings.backoff
+        self.ceiling = settings.backoff_ceiling
         self.report = DeliveryReport()
         self.counts: dict[int, Counter[str]] = {}
 

@@ -15,17 +15,16 @@ import queue
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, event
 
 from mailer.db import make_engine
 from mailer.delivery import queue as rows
-from mailer.delivery.compose import Composer, Edition
+from mailer.delivery.compose import Composer
 from mailer.delivery.dkim import signer_from_config
 from mailer.delivery.feeder import Feeder
 from mailer.delivery.message import MailSettings
@@ -34,35 +33,15 @@ from mailer.delivery.rate import TokenBucket
 from mailer.delivery.record import Recorder
 from mailer.delivery.report import DeliveryError, DeliveryReport
 from mailer.delivery.senders import exclusive_sender, is_dead_neighbour, sender_name
+from mailer.delivery.settings import RunSettings
+from mailer.delivery.smtp import SmtpTransport
 from mailer.delivery.smtp_url import parse_smtp_url
-from mailer.delivery.transport import SmtpTransport, Transport
-from mailer.delivery.worker import Result, Worker, drain
-from mailer.models import Digest, DigestEdition, DigestStatus, utcnow
+from mailer.delivery.transport import Transport
+from mailer.delivery.worker import ReaderCheck, Result, Worker, drain
+from mailer.models import DigestStatus, utcnow
 
 log = logging.getLogger("mailer.delivery")
 Echo = Callable[[str], Any]
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """The knobs of a run, read once from the configuration."""
-
-    connections: int
-    rate: float
-    batch: int
-    lease: float
-    retry_window: float
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RunSettings:
-        """From SMTP_CONNECTIONS, SEND_RATE and the DELIVERY_* settings."""
-        return cls(
-            connections=max(1, int(config.get("SMTP_CONNECTIONS") or 1)),
-            rate=float(config.get("SEND_RATE") or 0),
-            batch=max(1, int(config.get("DELIVERY_BATCH_SIZE") or 500)),
-            lease=float(config.get("DELIVERY_LEASE_SECONDS") or 120),
-            retry_window=float(config.get("DELIVERY_RETRY_WITHIN_RUN_SECONDS") or 0),
-        )
 
 
 class Run:
@@ -85,7 +64,7 @@ class Run:
         self.composer = Composer(mail, config["SECRET_KEY"], (UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN),
                                  signer_from_config(config))
         self.bucket = TokenBucket(self.settings.rate)
-        self.recorder = Recorder(config, self)
+        self.recorder = Recorder(self.settings, self)
         self.report = self.recorder.report
         self.inbox: queue.SimpleQueue[rows.Item | None] = queue.SimpleQueue()
         self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
@@ -156,8 +135,8 @@ class Run:
             worker.start()
             self.workers.append(worker)
 
-    def _reader_check(self) -> rows.ReaderCheck:
-        return rows.ReaderCheck(self.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+    def _reader_check(self) -> ReaderCheck:
+        return ReaderCheck(self.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
 
     def send_digest(self, conn: Connection, digest_id: int) -> None:
         """Send one digest's due rows, wait for its short retries, finish it if done."""
@@ -189,7 +168,7 @@ class Run:
                     self.recorder.release(conn, claimed)
                 elif claimed:
                     after = claimed[-1].delivery_id
-                    self._load_editions(conn, claimed)
+                    self.composer.load(conn, {item.edition_id for item in claimed})
                     self.start_workers()
                     for item in claimed:
                         self.inbox.put(item)
@@ -250,22 +229,6 @@ class Run:
             rows.renew(conn, digest_id, self.me, utcnow(), self.settings.lease)
         conn.commit()
 
-    def _load_editions(self, conn: Connection, items: list[rows.Item]) -> None:
-        """Fetch the editions these rows need and the composer does not have yet."""
-        missing = {item.edition_id for item in items} - set(self.composer.editions)
-        if not missing:
-            return
-        found = conn.execute(
-            select(DigestEdition.id, DigestEdition.digest_id, DigestEdition.subject, DigestEdition.text,
-                   DigestEdition.html, DigestEdition.language, Digest.created_at)
-            .join(Digest, Digest.id == DigestEdition.digest_id).where(DigestEdition.id.in_(missing))
-        ).all()
-        for row in found:
-            self.composer.editions[row.id] = Edition(
-                digest_id=row.digest_id, subject=row.subject, text=row.text, html=row.html,
-                language=row.language, stamp=row.created_at.strftime("%Y%m%d%H%M%S"),
-            )
-
     def shutdown(self, conn: Connection) -> None:
         """Stop the workers after their message in flight; record and release the rest."""
         self.recorder.release(conn, self.feeder.close())
@@ -279,6 +242,20 @@ class Run:
         self.recorder.collect(conn, self.results, wait=0.0)
         rows.release(conn, self.me)
         conn.commit()
+
+
+def _no_commit_wait(dbapi_connection: Any, _record: Any) -> None:
+    """PostgreSQL: a commit returns before its WAL record is flushed to disk.
+
+    The workers wait for each commit before ending their next message, so a
+    disk flush per commit would pace the whole send. The server still has
+    every commit when this process is killed (SIGKILL loses nothing); only
+    a crash of the database server itself could lose the last fraction of a
+    second of "sent" marks, and with them send those few messages again.
+    """
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO OFF")
+    dbapi_connection.commit()
 
 
 def deliver(app: Flask, *, echo: Echo = print, stop: threading.Event | None = None,
@@ -296,12 +273,15 @@ def deliver(app: Flask, *, echo: Echo = print, stop: threading.Event | None = No
             smtp = parse_smtp_url(app.config["SMTP_URL"])
         except ValueError as exc:
             raise DeliveryError(f"MAILER_SMTP_URL: {exc}") from None
-        timeout = float(app.config.get("SMTP_TIMEOUT") or 60)
+        timeout = RunSettings.from_config(app.config).timeout
         context = ssl.create_default_context() if smtp.security != "none" else None
         transport_factory = lambda: SmtpTransport(smtp, timeout=timeout, context=context)  # noqa: E731
     with exclusive_sender(url) as exclusive:
-        connections = max(1, int(app.config.get("SMTP_CONNECTIONS") or 1))
+        # A connection each: the main thread, the feeder, every reader check.
+        connections = RunSettings.from_config(app.config).connections
         engine = make_engine(url, pool_size=connections + 3, max_overflow=2)
+        if engine.dialect.name == "postgresql":
+            event.listen(engine, "connect", _no_commit_wait)
         try:
             return Run(app, engine, echo, stop, transport_factory).execute(exclusive)
         finally:

@@ -16,11 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Connection
+
 from mailer.delivery.compose import envelope_address
 from mailer.delivery.faults import Outcome, classify
-from mailer.delivery.queue import Item, ReaderCheck
+from mailer.delivery.queue import Item
 from mailer.delivery.report import DeliveryError
 from mailer.delivery.transport import Reply, Transport
+from mailer.models import Subscriber
 
 if TYPE_CHECKING:
     from mailer.delivery.run import Run
@@ -36,6 +39,33 @@ class Result:
     outcome: Outcome
     reply: str | None = None
     worker: Worker | None = None
+
+
+class ReaderCheck:
+    """Is the reader still confirmed? One indexed lookup just before each message.
+
+    Runs on a connection of its own in autocommit mode, so each lookup sees
+    the latest committed state (an unsubscribe a second ago), with the
+    driver's cursor directly: this runs once per message.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        """Use ``conn`` (opened with isolation_level="AUTOCOMMIT") until ``close``."""
+        self._conn = conn
+        self._cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        self._sql = f"SELECT status FROM {Subscriber.__tablename__} WHERE id = {mark}"  # noqa: S608 - no input
+
+    def confirmed(self, subscriber_id: int) -> bool:
+        """True when the subscriber exists and is confirmed right now."""
+        self._cursor.execute(self._sql, (subscriber_id,))
+        row = self._cursor.fetchone()
+        return row is not None and row[0] == "confirmed"
+
+    def close(self) -> None:
+        """Give the connection back."""
+        self._cursor.close()
+        self._conn.close()
 
 
 # Put on the results queue by a worker waiting for a commit: not a result.

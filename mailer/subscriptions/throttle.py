@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
-from mailer.models import OutboundMail, Subscriber
+from mailer.models import OutboundMail
 
 MAIL_INTERVAL = timedelta(minutes=10)
 MAILS_PER_DAY = 3
@@ -27,15 +27,15 @@ OUTBOX = cast(Table, OutboundMail.__table__)
 CACHE = "mailer.subscriptions.hourly_window"
 
 
-def recent_sends(subscriber: Subscriber, now: datetime) -> list[datetime]:
-    """When confirmations went to this address in the last day."""
-    sent = [datetime.fromisoformat(stamp) for stamp in subscriber.confirmations_sent or []]
+def recent_sends(confirmations_sent: list[str] | None, now: datetime) -> list[datetime]:
+    """When confirmations went to an address in the last day (from ``Subscriber.confirmations_sent``)."""
+    sent = [datetime.fromisoformat(stamp) for stamp in confirmations_sent or []]
     return [moment for moment in sent if now - moment < DAY]
 
 
-def recently_mailed(subscriber: Subscriber, now: datetime) -> bool:
+def recently_mailed(confirmations_sent: list[str] | None, now: datetime) -> bool:
     """True when one more mail would break the per-address limits."""
-    recent = recent_sends(subscriber, now)
+    recent = recent_sends(confirmations_sent, now)
     return len(recent) >= MAILS_PER_DAY or any(now - moment < MAIL_INTERVAL for moment in recent)
 
 

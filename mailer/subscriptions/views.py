@@ -57,12 +57,6 @@ def set_language(language: str, *, unless_chosen: bool = False) -> None:
         refresh()  # Flask-Babel caches the locale per request
 
 
-@bp.context_processor
-def _page_context() -> dict[str, Any]:
-    """The layout's ``<html lang>``: Flask-Babel does not make it a template global."""
-    return {"get_locale": get_locale}
-
-
 @bp.before_request
 def _language_from_query() -> None:
     """``?lang=en`` switches the public pages."""

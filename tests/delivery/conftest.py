@@ -1,4 +1,4 @@
-"""Fixtures of the delivery tests: quick retries, PostgreSQL-only marks."""
+"""Fixtures of the delivery tests: retries fast enough for a test."""
 
 from __future__ import annotations
 
@@ -6,19 +6,9 @@ import pytest
 from flask import Flask
 
 
-@pytest.fixture(autouse=True)
-def _database_marks(request: pytest.FixtureRequest) -> None:
-    """Skip postgresql_only tests on SQLite and sqlite_only ones on PostgreSQL."""
-    database = request.config.getoption("--db")
-    if request.node.get_closest_marker("postgresql_only") and database != "postgresql":
-        pytest.skip("needs PostgreSQL: run with --db postgresql")
-    if request.node.get_closest_marker("sqlite_only") and database != "sqlite":
-        pytest.skip("about SQLite itself")
-
-
 @pytest.fixture
 def app(app: Flask) -> Flask:
-    """The shared app, with retries fast enough for a test."""
+    """The shared app, with two connections, small batches and quick retries."""
     app.config.update(
         SMTP_CONNECTIONS=2,
         DELIVERY_BACKOFF_SECONDS=0.05,

@@ -65,7 +65,8 @@ def add_readers(session: Session, emails: Sequence[str], status: SubscriberStatu
          "language": language, "topics": "", "confirm_nonce": uuid.uuid4().hex, "confirmations_sent": []}
         for email in emails
     ])
-    found = dict(session.execute(select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(emails))).all())
+    found = {row.email: row.id for row in session.execute(
+        select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(emails)))}
     return [found[email] for email in emails]
 
 

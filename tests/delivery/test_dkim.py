@@ -13,8 +13,9 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from mailer.delivery import deliver
+from mailer.delivery import deliver, send_outbox
 from mailer.delivery.dkim import DkimError, DkimSigner
+from mailer.models import OutboundMail, utcnow
 from tests.delivery.factory import make_digest
 from tests.smtp_sink import SmtpSink
 
@@ -27,17 +28,23 @@ def _keys(tmp_path: Path, kind: str) -> tuple[Path, bytes]:
     if kind == "rsa":
         subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024",
                         "-out", str(key)], check=True, capture_output=True)
+    elif kind == "rsa-pkcs1":  # the older "BEGIN RSA PRIVATE KEY" form
+        subprocess.run(["openssl", "genrsa", "-traditional", "-out", str(key), "1024"], check=True,
+                       capture_output=True)
+        assert key.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY-----")
     else:
         subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)], check=True,
                        capture_output=True)
     der = subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
                          capture_output=True).stdout
-    public = der if kind == "rsa" else der[-32:]  # RFC 8463: the bare 32-byte key
-    k = b"rsa" if kind == "rsa" else b"ed25519"
+    public = der if kind.startswith("rsa") else der[-32:]  # RFC 8463: the bare 32-byte key
+    k = b"rsa" if kind.startswith("rsa") else b"ed25519"
     return key, b"v=DKIM1; k=" + k + b"; p=" + base64.b64encode(public)
 
 
-@pytest.mark.parametrize(("kind", "algorithm"), [("rsa", "rsa-sha256"), ("ed25519", "ed25519-sha256")])
+@pytest.mark.parametrize(("kind", "algorithm"), [
+    ("rsa", "rsa-sha256"), ("rsa-pkcs1", "rsa-sha256"), ("ed25519", "ed25519-sha256"),
+])
 def test_each_copy_carries_a_signature_that_verifies(
     app: Flask, session: Session, smtp_server: SmtpSink, tmp_path: Path, kind: str, algorithm: str
 ) -> None:
@@ -70,3 +77,14 @@ def test_a_key_that_is_not_a_private_key_is_refused(tmp_path: Path) -> None:
         DkimSigner("example.it", "mail", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     with pytest.raises(DkimError):
         DkimSigner("example.it", "mail", b"not a key at all")
+
+
+def test_transactional_mail_is_signed_too(app: Flask, session: Session, smtp_server: SmtpSink, tmp_path: Path) -> None:
+    key, record = _keys(tmp_path, "ed25519")
+    app.config.update(DKIM_DOMAIN="example.it", DKIM_SELECTOR="tx", DKIM_KEY_FILE=str(key))
+    session.add(OutboundMail(kind="confirm", to_address="new@example.org", subject="Conferma", html="<p>Sì</p>",
+                             text="Sì\n", created_at=utcnow()))
+    session.commit()
+    assert send_outbox(app) == 1
+    data = smtp_server.wait_for(1)[0].data
+    assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)

@@ -19,7 +19,9 @@ def quiet(_line: str) -> None:
     """An echo that drops the lines."""
 
 
-def test_a_4xx_defers_with_backoff_and_a_later_run_sends_it(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
+def test_a_4xx_defers_with_backoff_and_a_later_run_sends_it(
+    app: Flask, session: Session, smtp_server: SmtpSink
+) -> None:
     made = make_digest(session, 3)
     greylisted = made.emails[1]
     smtp_server.reply_to_rcpt(greylisted, "450 4.2.0 Greylisted, try again later")

@@ -134,3 +134,16 @@ def test_the_thread_ends_when_idle_and_a_new_notify_starts_it_again(
     worker.notify()
     assert [m.rcpt_tos for m in smtp_server.wait_for(2)][1] == ["two@example.org"]
     assert session.scalars(select(OutboundMail.sent_at)).all()
+
+
+def test_stop_ends_the_thread(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
+    worker = OutboxWorker(app, idle_seconds=30)
+    add_mail(session)
+    worker.notify()
+    smtp_server.wait_for(1)
+    worker.stop()
+    assert not worker.running
+    add_mail(session, to="later@example.org")
+    worker.notify()  # a stopped worker starts again when asked
+    smtp_server.wait_for(2)
+    worker.stop()

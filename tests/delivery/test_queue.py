@@ -156,7 +156,9 @@ def test_a_stop_request_ends_the_run_after_the_messages_in_flight(
     assert digest_row(session, made.digest_id).status == DigestStatus.SENDING
 
 
-def test_erased_readers_and_hostile_addresses_are_never_sent(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
+def test_erased_readers_and_hostile_addresses_are_never_sent(
+    app: Flask, session: Session, smtp_server: SmtpSink
+) -> None:
     made = make_digest(session, 3)
     session.execute(update(Subscriber).where(Subscriber.id == made.readers[0]).values(email=None))
     session.execute(update(Subscriber).where(Subscriber.id == made.readers[1])

@@ -123,5 +123,5 @@ def test_starttls_asked_of_a_server_without_it_is_refused(app: Flask, session: S
 def test_an_untrusted_certificate_is_refused(app: Flask, session: Session, smtps_server: SmtpSink) -> None:
     make_digest(session, 1)
     app.config["SMTP_URL"] = _url(smtps_server, "smtps")
-    with pytest.raises(DeliveryError, match="cannot connect to the SMTP server .*CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(DeliveryError, match=r"cannot connect to the SMTP server .*CERTIFICATE_VERIFY_FAILED"):
         deliver(app, echo=lambda _l: None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -14,8 +13,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import create_app
-from mailer.db import get_engine
 from mailer.models import ConsentEvent, OutboundMail, Subscriber
 from mailer.subscriptions.forms import form_timestamp
 
@@ -71,6 +68,18 @@ def confirm_path(mail: OutboundMail) -> str:
     return found.group(1)
 
 
+def delivered(smtp_server: Any, address: str, timeout: float = 10.0) -> list[Any]:
+    """Wait for mail to ``address`` at the test SMTP server (other tests' outbox
+    threads may still deliver theirs, so count only ours)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = smtp_server.to(address)
+        if found:
+            return list(found)
+        time.sleep(0.02)
+    raise AssertionError(f"no mail reached {address}")
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     """A browser that prefers English (the site's default is Italian), to read our msgids."""
@@ -81,24 +90,3 @@ def english(client: FlaskClient) -> FlaskClient:
     """Make ``client`` send ``Accept-Language: en`` by default."""
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
     return client
-
-
-@pytest.fixture
-def make_app(database_url: str, smtp_server: Any, tmp_path: Any) -> Iterator[Any]:
-    """Build an app of the test's own (rate limits or CSRF on, other settings)."""
-    apps: list[Flask] = []
-
-    def build(**overrides: Any) -> Flask:
-        config = {
-            "ENV": "testing", "DATABASE_URL": database_url, "SECRET_KEY": "test-secret",
-            "SMTP_URL": smtp_server.url, "FEEDS": [], "BASE_URL": "http://newsletter.test",
-            "FROM": "Notizie Tech <newsletter@example.it>", "CAPTURE_MAILDIR": str(tmp_path / "captured"),
-        }
-        config.update(overrides)
-        app = create_app(config)
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        get_engine(app).dispose()

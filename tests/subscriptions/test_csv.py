@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mailer.models import ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
@@ -139,8 +139,8 @@ def test_export_then_import_keeps_opt_outs(app: Flask, client, session: Session,
     out = io.StringIO()
     export_csv(session, out)
     # Into an empty list, as when moving to a new server.
-    session.execute(Subscriber.__table__.delete())
-    session.execute(ConsentEvent.__table__.delete())
+    session.execute(delete(ConsentEvent))
+    session.execute(delete(Subscriber))
     session.commit()
     report = run_import(app, session, out.getvalue(), confirmed=True)
     assert report.imported == 3 and not report.problems
