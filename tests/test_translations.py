@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config import defaults
 from mailer.models import OutboundMail
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,20 +218,33 @@ def page(client: FlaskClient, accept_language: str | None) -> str:
     return answer.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("accept_language", [None, "it-IT,it;q=0.9,en;q=0.5", "fr-FR,fr;q=0.9"])
-def test_home_page_is_italian_by_default_and_for_italian_browsers(
-        client: FlaskClient, accept_language: str | None) -> None:
-    html = page(client, accept_language)
+HOME_PAGE_MSGIDS = ("Don't miss any news!", "Subscribe", "Privacy notice")
+
+
+def assert_italian(html: str) -> None:
+    """The page is Italian: lang attribute, translated texts, no English msgid."""
     assert '<html lang="it">' in html
-    for msgid in ("Don't miss any news!", "Subscribe", "Privacy notice"):
+    for msgid in HOME_PAGE_MSGIDS:
         assert shown(translation("it", msgid), html), msgid
         assert not shown(msgid, html), msgid
 
 
-def test_home_page_is_english_for_english_browsers(client: FlaskClient) -> None:
-    html = page(client, "en-GB,en;q=0.9,it;q=0.5")
+@pytest.mark.parametrize("accept_language", [None, "fr-FR,fr;q=0.9", "*"])
+def test_home_page_is_italian_by_default(make_app: Callable[..., Flask], accept_language: str | None) -> None:
+    """With the shipped MAILER_LOCALE (the fixtures' app is English), any other browser gets Italian."""
+    assert defaults.LOCALE == "it"
+    app = make_app(LOCALE=defaults.LOCALE)
+    assert_italian(page(app.test_client(), accept_language))
+
+
+def test_home_page_follows_an_italian_browser(client: FlaskClient) -> None:
+    assert_italian(page(client, "it-IT,it;q=0.9,en;q=0.5"))
+
+
+def test_home_page_follows_an_english_browser(make_app: Callable[..., Flask]) -> None:
+    html = page(make_app(LOCALE="it").test_client(), "en-GB,en;q=0.9,it;q=0.5")
     assert '<html lang="en">' in html
-    for msgid in ("Don't miss any news!", "Subscribe", "Privacy notice"):
+    for msgid in HOME_PAGE_MSGIDS:
         assert shown(msgid, html), msgid
         assert not shown(translation("it", msgid), html), msgid
 

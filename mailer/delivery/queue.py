@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailer.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscriber
@@ -116,9 +116,31 @@ _RECORD = (
 )
 
 
+# PostgreSQL: one statement for the whole batch (executemany costs a round
+# trip and a parse per row there), arrays unnested into rows.
+_RECORD_PG = text(
+    "UPDATE deliveries AS d SET status = v.status, attempts = d.attempts + v.tries,"
+    " last_reply = coalesce(v.reply, d.last_reply), next_attempt_at = coalesce(v.next, d.next_attempt_at),"
+    " sent_at = v.sent_at, bounce = v.bounce, claimed_by = NULL, lease_until = NULL, updated_at = v.now"
+    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS VARCHAR[]), CAST(:tries AS INTEGER[]),"
+    " CAST(:replies AS TEXT[]), CAST(:nexts AS TIMESTAMP[]), CAST(:sent AS TIMESTAMP[]),"
+    " CAST(:bounces AS BOOLEAN[]), CAST(:nows AS TIMESTAMP[]))"
+    " AS v (id, status, tries, reply, next, sent_at, bounce, now) WHERE d.id = v.id"
+)
+
+
 def record(conn: Connection, outcomes: Sequence[dict[str, Any]]) -> None:
-    """Write outcomes (from ``outcome_row``) in one executemany; the caller commits."""
-    if outcomes:
+    """Write outcomes (from ``outcome_row``) in one statement or executemany; the caller commits."""
+    if not outcomes:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_RECORD_PG, {
+            "ids": [o["b_id"] for o in outcomes], "statuses": [str(o["b_status"].value) for o in outcomes],
+            "tries": [o["b_tries"] for o in outcomes], "replies": [o["b_reply"] for o in outcomes],
+            "nexts": [o["b_next"] for o in outcomes], "sent": [o["b_sent_at"] for o in outcomes],
+            "bounces": [o["b_bounce"] for o in outcomes], "nows": [o["b_now"] for o in outcomes],
+        })
+    else:
         conn.execute(_RECORD, list(outcomes))
 
 

@@ -102,6 +102,10 @@ class Run:
         self.exclusive = exclusive
         self.feeder = Feeder(self.engine, self.me, self.settings.lease, self.settings.batch, exclusive)
         with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # Each write is one statement, so autocommit saves the COMMIT's
+                # round trip on every batch of outcomes.
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             digests = rows.sending_digests(conn)
             # Claims a dead sender left: any at all when the file lock says we
             # are alone (SQLite), else those of dead processes on this host.
