@@ -242,6 +242,13 @@ def sending_digests(conn: Connection) -> list[int]:
     return list(conn.scalars(select(Digest.id).where(Digest.status == DigestStatus.SENDING).order_by(Digest.id)))
 
 
+def paused_digests(conn: Connection) -> list[tuple[int, str | None]]:
+    """Ids and reasons of the paused digests, oldest first."""
+    found = conn.execute(select(Digest.id, Digest.paused_reason).where(Digest.status == DigestStatus.PAUSED)
+                         .order_by(Digest.id))
+    return [(row.id, row.paused_reason) for row in found]
+
+
 def digest_status(conn: Connection, digest_id: int) -> tuple[DigestStatus | None, str | None]:
     """The digest's status and pause reason (None if it was deleted)."""
     row = conn.execute(select(Digest.status, Digest.paused_reason).where(Digest.id == digest_id)).first()

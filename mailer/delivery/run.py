@@ -107,6 +107,9 @@ class Run:
                 # round trip on every batch of outcomes.
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             digests = rows.sending_digests(conn)
+            for digest_id, reason in rows.paused_digests(conn):
+                self.echo(f"digest {digest_id} is paused ({reason or 'no reason given'}): "
+                          f"'digest resume {digest_id}' sends the rest")
             # Claims a dead sender left: any at all when the file lock says we
             # are alone (SQLite), else those of dead processes on this host.
             for claimant in {c for d in digests for c in rows.claimants(conn, d, utcnow())}:

@@ -23,7 +23,7 @@ from mailer.delivery.faults import Outcome, classify
 from mailer.delivery.queue import Item
 from mailer.delivery.report import DeliveryError
 from mailer.delivery.transport import Reply, Transport
-from mailer.models import Subscriber
+from mailer.models import Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
     from mailer.delivery.run import Run
@@ -60,7 +60,7 @@ class ReaderCheck:
         """True when the subscriber exists and is confirmed right now."""
         self._cursor.execute(self._sql, (subscriber_id,))
         row = self._cursor.fetchone()
-        return row is not None and row[0] == "confirmed"
+        return row is not None and row[0] == SubscriberStatus.CONFIRMED.value
 
     def close(self) -> None:
         """Give the connection back."""

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, cast
+from typing import IO, Any, NamedTuple, cast
 
 from flask_babel import force_locale
 from sqlalchemy import Table, insert, select
@@ -43,9 +43,8 @@ class CsvError(ValueError):
     """The CSV cannot be read at all (no header, no email column)."""
 
 
-@dataclass(frozen=True)
-class Problem:
-    """A skipped row: its line in the file and why."""
+class Problem(NamedTuple):
+    """A skipped row: its line in the file and why (a tuple: ``for line, reason in ...`` works)."""
 
     line: int
     reason: str

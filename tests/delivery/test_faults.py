@@ -133,8 +133,10 @@ def test_a_5_7_x_pauses_the_digest_and_suppresses_nobody(app: Flask, session: Se
     row = delivery(session, made.digest_id, made.emails[2])
     assert not row.bounce and row.attempts == 1 and row.claimed_by is None
     assert all(r.claimed_by is None for r in session.query(Delivery).filter_by(digest_id=made.digest_id))
-    # Paused: later runs send nothing until the operator resumes it.
-    assert deliver(app, echo=quiet).sent == 0
+    # Paused: later runs send nothing, and say why, until the operator resumes it.
+    later: list[str] = []
+    assert deliver(app, echo=later.append).sent == 0
+    assert any(f"digest {made.digest_id} is paused" in line and "5.7.1" in line for line in later)
     smtp_server.handler.rcpt_replies.clear()
     assert resume_digest(session, made.digest_id) is not None
     session.commit()
