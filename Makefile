@@ -8,7 +8,7 @@ FLASK := $(BIN)/flask --app wsgi
 
 install: $(VENV)/.installed  ## the idempotent .venv set-up, and the compiled translations
 	@if ls mailer/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
-		$(BIN)/pybabel compile -q -d mailer/translations; fi
+		$(BIN)/pybabel compile -d mailer/translations >/dev/null; fi
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
