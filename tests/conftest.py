@@ -147,6 +147,11 @@ def make_app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterat
 
     yield make
     for app in apps:
+        # The outbox thread must not outlive its app: on PostgreSQL it would
+        # otherwise send the next test's rows, or log about a dropped database.
+        worker = app.extensions.get("mailer.outbox")
+        if worker is not None:
+            worker.stop()
         get_engine(app).dispose()
 
 
