@@ -30,7 +30,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "mailer" / "static"),
     )
-    config = load_config(os.environ, test_config)
+    config = load_config(os.environ, test_config, app.instance_path)
     _fill_embedded_defaults(app, config)
     app.config.update(config)
 

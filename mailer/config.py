@@ -134,6 +134,12 @@ def _text(value: str) -> str:
     return value
 
 
+def _one_line(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("line breaks are not allowed")
+    return value
+
+
 # MAILER_<NAME> -> (config key, parser). Parsers raise ValueError with a reason.
 VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "DATABASE_URL": _database_url,
@@ -160,13 +166,25 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "PROXY_FIX_HOPS": _hops,
     # Beyond the contract: the envelope sender, where bounces go (docs/deploy.md).
     "BOUNCE_ADDRESS": _bare_address,
+    # Beyond the contract: the site's identity in pages and mails.
+    "SITE_NAME": _text,
+    "SITE_URL": _base_url,
+    "LOGO_URL": lambda v: _url(v, ("http", "https")),
+    "POSTAL_ADDRESS": _one_line,
+    "PRIVACY_URL": _text,
+    "LIST_ID": _one_line,
 }
 
 
-def load_config(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_config(
+    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None, instance_path: str | None = None
+) -> dict[str, Any]:
     """Return the configuration for ``environ``, checked; raise ConfigError.
 
-    ``overrides`` (the tests' ``test_config``) apply last, after the variables.
+    Order: ``config/defaults.py``, ``config/<MAILER_ENV>.py``, the operator's
+    ``<instance>/config.py`` if there is one (for settings without a variable,
+    such as ``TOPICS``), the ``MAILER_*`` variables, then ``overrides`` (the
+    tests' ``test_config``).
     """
     env = environ.get("MAILER_ENV", "development")
     if overrides and "ENV" in overrides:
@@ -178,6 +196,11 @@ def load_config(environ: Mapping[str, str], overrides: Mapping[str, Any] | None 
         module = importlib.import_module(module_name)
         config.update({k: v for k, v in vars(module).items() if k.isupper()})
     config["ENV"] = env
+    local = Path(instance_path or "", "config.py")
+    if instance_path and local.is_file():
+        namespace: dict[str, Any] = {}
+        exec(compile(local.read_bytes(), str(local), "exec"), namespace)  # noqa: S102 - the operator's own file
+        config.update({k: v for k, v in namespace.items() if k.isupper()})
     for name, parse in VARIABLES.items():
         raw = environ.get(f"MAILER_{name}")
         if raw is None or raw == "":

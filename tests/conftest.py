@@ -35,6 +35,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="database the suite runs on")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the developer's MAILER_* variables and instance/config.py out of the tests."""
+    for name in [n for n in os.environ if n.startswith("MAILER_") and n != "MAILER_TEST_DATABASE_URL"]:
+        del os.environ[name]
+    import tempfile
+
+    os.environ["MAILER_INSTANCE_PATH"] = tempfile.mkdtemp(prefix="mailer-test-instance-")
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"database: {config.getoption('--db')}"
 

@@ -71,6 +71,20 @@ def test_production_needs_a_secret_key_and_an_smtp_server() -> None:
         load_config({"MAILER_ENV": "production", "MAILER_SECRET_KEY": "s3cret"})
 
 
+def test_the_instance_config_file_sets_what_has_no_variable(tmp_path: Path) -> None:
+    (tmp_path / "config.py").write_text('SITE_NAME = "HTML.it"\nDIGEST_MAX_ARTICLES = 12\nlowercase = 1\n')
+    config = load_config({"MAILER_SITE_NAME": "Overridden"}, None, str(tmp_path))
+    assert config["DIGEST_MAX_ARTICLES"] == 12
+    assert config["SITE_NAME"] == "Overridden"  # variables win over the file
+    assert "lowercase" not in config
+    assert load_config({}, None, str(tmp_path))["SITE_NAME"] == "HTML.it"
+
+
+def test_identity_values_refuse_line_breaks() -> None:
+    with pytest.raises(ConfigError, match=r"^MAILER_LIST_ID:"):
+        load_config({"MAILER_LIST_ID": "News <news.example.it>\r\nBcc: x@example.it"})
+
+
 def test_dkim_needs_all_three_or_none(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^MAILER_DKIM_DOMAIN:"):
         load_config({"MAILER_DKIM_DOMAIN": "example.it"})
