@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 15:07:24.974059
+Create Date: 2026-11-25 16:25:16.323129
 """
 
 from __future__ import annotations
@@ -59,8 +59,19 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('last_error_at', sa.DateTime(), nullable=True),
     sa.Column('consecutive_failures', sa.Integer(), nullable=False),
+    sa.Column('keep_since', sa.DateTime(), nullable=True),
+    sa.Column('body_hash', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_feeds')),
     sa.UniqueConstraint('url', name=op.f('uq_feeds_url'))
+    )
+    op.create_table('job_runs',
+    sa.Column('name', sa.String(length=50), nullable=False),
+    sa.Column('last_fire_at', sa.DateTime(), nullable=True),
+    sa.Column('started_at', sa.DateTime(), nullable=True),
+    sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.Column('outcome', sa.String(length=20), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_job_runs'))
     )
     op.create_table('locks',
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -80,6 +91,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('confirmed_at', sa.DateTime(), nullable=True),
     sa.Column('unsubscribed_at', sa.DateTime(), nullable=True),
+    sa.Column('confirm_requested_at', sa.DateTime(), nullable=True),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.Column('confirmations_sent', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
@@ -93,6 +105,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('feed_id', sa.Integer(), nullable=False),
     sa.Column('dedup_key', sa.String(length=2000), nullable=False),
+    sa.Column('link_hash', sa.String(length=64), nullable=True),
+    sa.Column('content_hash', sa.String(length=64), nullable=True),
     sa.Column('url', sa.String(length=2000), nullable=False),
     sa.Column('title', sa.String(length=1000), nullable=False),
     sa.Column('summary_html', sa.Text(), nullable=False),
@@ -113,6 +127,7 @@ def upgrade() -> None:
     with op.batch_alter_table('articles', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_articles_digest_id'), ['digest_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_articles_feed_id'), ['feed_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_articles_link_hash'), ['link_hash'], unique=False)
         batch_op.create_index(batch_op.f('ix_articles_published_at'), ['published_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_articles_topic'), ['topic'], unique=False)
 
@@ -160,6 +175,7 @@ def upgrade() -> None:
     sa.Column('sent_at', sa.DateTime(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('next_attempt_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_outbound_mails_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbound_mails'))
     )
@@ -176,6 +192,7 @@ def upgrade() -> None:
     sa.Column('status', sa.Enum('pending', 'sent', 'deferred', 'failed', name='deliverystatus', native_enum=False, length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_reply', sa.Text(), nullable=True),
+    sa.Column('bounce', sa.Boolean(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(), nullable=True),
     sa.Column('claimed_by', sa.String(length=100), nullable=True),
     sa.Column('lease_until', sa.DateTime(), nullable=True),
@@ -217,6 +234,7 @@ def downgrade() -> None:
     with op.batch_alter_table('articles', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_articles_topic'))
         batch_op.drop_index(batch_op.f('ix_articles_published_at'))
+        batch_op.drop_index(batch_op.f('ix_articles_link_hash'))
         batch_op.drop_index(batch_op.f('ix_articles_feed_id'))
         batch_op.drop_index(batch_op.f('ix_articles_digest_id'))
 
@@ -226,6 +244,7 @@ def downgrade() -> None:
 
     op.drop_table('subscribers')
     op.drop_table('locks')
+    op.drop_table('job_runs')
     op.drop_table('feeds')
     with op.batch_alter_table('digests', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_digests_status'))
