@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from mailer.delivery.record import SKIPPED_REPLY
 from mailer.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscriber, SubscriberStatus
 
 
@@ -35,6 +36,8 @@ class DigestCounts:
     # Failed for good, hard bounces not included (they are in ``bounced``).
     failed: int = 0
     bounced: int = 0
+    # Not sent because the reader left (unsubscribed, erased) during the send.
+    skipped: int = 0
     # Readers who received it and unsubscribed before the next digest.
     unsubscribed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
@@ -42,12 +45,12 @@ class DigestCounts:
     @property
     def total(self) -> int:
         """Every delivery of the digest."""
-        return self.pending + self.sent + self.deferred + self.failed + self.bounced
+        return self.pending + self.sent + self.deferred + self.failed + self.bounced + self.skipped
 
     @property
     def settled(self) -> int:
-        """Deliveries that will not be tried again (sent, or failed for good)."""
-        return self.sent + self.failed + self.bounced
+        """Deliveries that will not be tried again (sent, skipped, or failed for good)."""
+        return self.sent + self.failed + self.bounced + self.skipped
 
     @property
     def percent(self) -> int:
@@ -72,17 +75,19 @@ def digest_counts(session: Session, digests: Sequence[Digest]) -> list[DigestCou
             Delivery.status,
             func.count(),
             func.coalesce(func.sum(case((Delivery.bounce.is_(True), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Delivery.last_reply == SKIPPED_REPLY, 1), else_=0)), 0),
         )
         .where(Delivery.digest_id.in_(ids))
         .group_by(Delivery.digest_id, Delivery.status)
     )
-    for digest_id, status, count, bounced in rows:
+    for digest_id, status, count, bounced, skipped in rows:
         entry = results[digest_id]
         status = DeliveryStatus(status)
         entry.by_status[status.value] = count
         if status == DeliveryStatus.FAILED:
-            entry.failed += count - bounced
+            entry.failed += count - bounced - skipped
             entry.bounced += bounced
+            entry.skipped += skipped
         else:
             setattr(entry, status.value, getattr(entry, status.value) + count)
     for digest_id, count in session.execute(_unsubscribed_after(ids)):

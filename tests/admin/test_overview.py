@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from mailer.admin.growth import growth_series
 from mailer.admin.stats import digest_counts, reader_counts
+from mailer.delivery.record import SKIPPED_REPLY
 from mailer.models import DeliveryStatus, DigestStatus, SubscriberStatus, utcnow
 from tests.admin import seed
 
@@ -27,7 +28,7 @@ def test_digest_counts(session):
     now = utcnow()
     first = seed.digest(session, "2026-W10", created_at=now - timedelta(days=14))
     second = seed.digest(session, "2026-W11", created_at=now - timedelta(days=7))
-    readers = [seed.reader(session, f"r{n}@example.it", created_at=now - timedelta(days=30)) for n in range(7)]
+    readers = [seed.reader(session, f"r{n}@example.it", created_at=now - timedelta(days=30)) for n in range(8)]
     sent_at = now - timedelta(days=14)
     seed.delivery(session, first, readers[0], sent_at=sent_at)
     seed.delivery(session, first, readers[1], sent_at=sent_at)
@@ -35,6 +36,8 @@ def test_digest_counts(session):
     seed.delivery(session, first, readers[3], DeliveryStatus.FAILED)
     seed.delivery(session, first, readers[4], DeliveryStatus.FAILED, bounce=True)
     seed.delivery(session, first, readers[5], DeliveryStatus.PENDING)
+    # Reader 7 unsubscribed during the send: not sent, and not a failure either.
+    seed.delivery(session, first, readers[7], DeliveryStatus.FAILED, reply=SKIPPED_REPLY)
     # Reader 1 left after the first digest, before the second: counted for the first only.
     readers[1].status, readers[1].unsubscribed_at = S.UNSUBSCRIBED, now - timedelta(days=10)
     # Reader 0 got both and left after the second: counted for the second.
@@ -46,7 +49,8 @@ def test_digest_counts(session):
     session.commit()
     one, two = digest_counts(session, [first, second])
     assert (one.sent, one.deferred, one.failed, one.bounced, one.pending, one.unsubscribed) == (2, 1, 1, 1, 1, 1)
-    assert one.total == 6 and one.settled == 4 and one.percent == 66
+    assert one.skipped == 1
+    assert one.total == 7 and one.settled == 5 and one.percent == 71
     assert (two.sent, two.unsubscribed, two.total, two.percent) == (2, 1, 2, 100)
 
 
