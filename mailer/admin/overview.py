@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, render_template, request
 from flask.typing import ResponseReturnValue
-from flask_babel import format_date
+from flask_babel import format_date, ngettext
 from flask_babel import gettext as _
 
 from mailer.admin.blueprint import bp
@@ -38,7 +38,8 @@ def overview() -> ResponseReturnValue:
     series = growth_series(session, utcnow(), current_app.config["TIMEZONE"], period)
     labels = [_label(p, period) for p in series]
     active_titles = [
-        _("%(when)s: %(count)s readers", when=label, count=p.active) for label, p in zip(labels, series, strict=True)
+        ngettext("%(when)s: %(num)d reader", "%(when)s: %(num)d readers", p.active, when=label)
+        for label, p in zip(labels, series, strict=True)
     ]
     flow_titles = [
         _("%(when)s: %(joined)s joined, %(left)s left", when=label, joined=p.joined, left=p.left)

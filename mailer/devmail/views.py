@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_babel import format_datetime
+from flask_babel import format_datetime, ngettext
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -119,7 +119,7 @@ def send_digest_now() -> BaseResponse:
 def clear() -> BaseResponse:
     """Delete every captured mail."""
     count = store.remove_all(_maildir())
-    flash(_("Deleted %(count)d captured mails.", count=count), "success")
+    flash(ngettext("Deleted %(num)d captured mail.", "Deleted %(num)d captured mails.", count), "success")
     return redirect(url_for("devmail.index"))
 
 

@@ -150,7 +150,7 @@ def test_the_list_is_paged(app: Flask, client: FlaskClient, capture: CaptureServ
 def test_delete_all_empties_the_maildir(app: Flask, client: FlaskClient, capture: CaptureServer) -> None:
     send(capture, digest_like())
     response = client.post("/dev/mail/clear", follow_redirects=True)
-    assert "Deleted 1 captured mails." in response.get_data(as_text=True)
+    assert "Deleted 1 captured mail." in response.get_data(as_text=True)
     assert store.newest_first(app.config["CAPTURE_MAILDIR"]) == []
 
 
