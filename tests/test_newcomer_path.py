@@ -120,6 +120,13 @@ def test_the_whole_path_on_embedded_defaults(devserver: tuple[str, dict[str, str
     fetched = _flask(env, "feeds", "fetch")
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     sent = _flask(env, "digest", "send")
+    for _ in range(5):
+        # 75 is "run it again later": on SQLite, when the devserver's own retry
+        # job happens to be sending at that moment, as the contract allows.
+        if sent.returncode != 75 or "another sender" not in sent.stderr + sent.stdout:
+            break
+        time.sleep(2)
+        sent = _flask(env, "digest", "send")
     assert sent.returncode == 0, sent.stdout + sent.stderr
 
     digest = _captured(maildir, 2)[-1]
