@@ -173,6 +173,13 @@ def scheduler_run() -> None:
     scheduler.run_forever(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
+def _read_password(from_stdin: bool, prompt: str) -> str:
+    """One line of standard input, or a hidden prompt asked twice."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=True))
+
+
 @admin_cli.command("create")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
@@ -180,10 +187,7 @@ def admin_create(email: str, password_stdin: bool) -> None:
     """Create an admin account for EMAIL."""
     from mailer.admin import AdminError, create_admin
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin, "Password")
     try:
         with session_scope() as session:
             create_admin(session, email, password)
@@ -199,10 +203,7 @@ def admin_password(email: str, password_stdin: bool) -> None:
     """Set a new password for EMAIL's admin account (its open sessions end)."""
     from mailer.admin import AdminError, set_admin_password
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin, "New password")
     try:
         with session_scope() as session:
             set_admin_password(session, email, password)
