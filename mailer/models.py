@@ -93,6 +93,10 @@ class Subscriber(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # Mail-bombing limits: when confirmation mails went out lately.
     confirmations_sent: Mapped[list[str]] = mapped_column(default=list)
+    # When the address was last typed into a signup, whatever came of it:
+    # every signup writes the row once, so a known address costs the
+    # database what a new one does (no timing gap).
+    last_signup_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     consent_events: Mapped[list[ConsentEvent]] = relationship(
         back_populates="subscriber", order_by="ConsentEvent.id"

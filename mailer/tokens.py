@@ -7,6 +7,7 @@ a subscriber id, never an address.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -20,11 +21,23 @@ class BadToken(Exception):
 
 
 def _serializer(purpose: str, secret_key: str | None = None) -> URLSafeSerializer:
-    return URLSafeSerializer(secret_key or current_app.config["SECRET_KEY"], salt=f"mailer.{purpose}")
+    return _plain(purpose, secret_key or current_app.config["SECRET_KEY"])
 
 
 def _timed(purpose: str, secret_key: str | None = None) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key or current_app.config["SECRET_KEY"], salt=f"mailer.{purpose}")
+    return _timed_for(purpose, secret_key or current_app.config["SECRET_KEY"])
+
+
+# One serializer per (purpose, key), built once: building one costs more than
+# signing with it (it test-dumps a value), and a signup signs a token.
+@lru_cache(maxsize=32)
+def _plain(purpose: str, secret_key: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret_key, salt=f"mailer.{purpose}")
+
+
+@lru_cache(maxsize=32)
+def _timed_for(purpose: str, secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=f"mailer.{purpose}")
 
 
 def unsubscribe_token(subscriber_id: int, secret_key: str | None = None) -> str:

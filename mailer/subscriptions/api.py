@@ -17,11 +17,11 @@ import json
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
-from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from mailer.config import LOCALES
 from mailer.db import get_session
+from mailer.i18n import select_locale
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import AddressError, parse_address
 from mailer.subscriptions.mails import notify_outbox
@@ -102,7 +102,8 @@ def _parse() -> SignupRequest:
     if not isinstance(body, dict):
         raise ApiError("bad_body", _("Expected a JSON object with at least \"email\" and \"consent\"."))
     # The newsletter's language: the one asked for, else the browser's (Accept-Language), else MAILER_LOCALE.
-    language = body.get("language") or str(get_locale() or current_app.config["LOCALE"])
+    # (select_locale, not Flask-Babel's get_locale: the same choice without parsing a babel Locale.)
+    language = body.get("language") or select_locale()
     if language not in LOCALES:
         raise ApiError("bad_language", _("Unknown language: choose one of %(choices)s.", choices=", ".join(LOCALES)))
     set_language(language)

@@ -166,6 +166,7 @@ def personal_data(config: Mapping[str, Any], subscriber: Subscriber) -> dict[str
             "unsubscribed_at": stamp(subscriber.unsubscribed_at),
             "confirmation_requested_at": stamp(subscriber.confirm_requested_at),
             "confirmation_mails_sent": list(subscriber.confirmations_sent or []),
+            "last_signup_at": stamp(subscriber.last_signup_at),
         },
         "consent_log": [consent.describe(event) for event in subscriber.consent_events],
         "controller": {"name": config["SITE_NAME"], "address": config["POSTAL_ADDRESS"]},

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Response, current_app, g, render_template, request
-from flask_babel import get_locale, refresh
 from flask_babel import gettext as _
+from flask_babel import refresh
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import TooManyRequests
 
@@ -53,8 +53,9 @@ def set_language(language: str, *, unless_chosen: bool = False) -> None:
     if language not in LOCALES or (unless_chosen and "reader_language" in g) or g.get("reader_language") == language:
         return
     g.reader_language = language
-    if str(get_locale()) != language:
-        refresh()  # Flask-Babel caches the locale per request
+    # Flask-Babel caches the locale per request: drop it (cheap) rather than
+    # compute it to compare (a babel Locale parse, on every signup).
+    refresh()
 
 
 @bp.before_request

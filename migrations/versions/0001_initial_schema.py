@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 16:25:16.323129
+Create Date: 2026-11-25 16:40:05.889150
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def upgrade() -> None:
     sa.Column('confirm_requested_at', sa.DateTime(), nullable=True),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.Column('confirmations_sent', sa.JSON(), nullable=False),
+    sa.Column('last_signup_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
     sa.UniqueConstraint('email', name=op.f('uq_subscribers_email')),
     sa.UniqueConstraint('email_hash', name=op.f('uq_subscribers_email_hash'))

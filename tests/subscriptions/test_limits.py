@@ -65,6 +65,7 @@ def test_global_hourly_cap(make_app, session: Session) -> None:  # type: ignore[
 def test_stale_read_cannot_send_twice(app: Flask, session: Session) -> None:
     """Two requests that both read the row before either wrote: only one mails."""
     from mailer.db import get_sessionmaker
+    from mailer.subscriptions.mails import confirmation_template
     from mailer.subscriptions.signup import LOOKUP, _known_signup
 
     req = request_for(app, "race@example.it")
@@ -74,9 +75,10 @@ def test_stale_read_cannot_send_twice(app: Flask, session: Session) -> None:
         other = get_sessionmaker(app)()
         first = session.connection().execute(LOOKUP, {"email_hash": req.address.hash}).one()
         second = other.connection().execute(LOOKUP, {"email_hash": req.address.hash}).one()
-        outcomes = [_known_signup(session, app.config, req, utcnow(), False, first)]
+        mail = confirmation_template(app.config, req.language).for_address(req.address.email)
+        outcomes = [_known_signup(session.connection(), app.config, req, utcnow(), False, first, mail)]
         session.commit()
-        outcomes.append(_known_signup(other, app.config, req, utcnow(), False, second))
+        outcomes.append(_known_signup(other.connection(), app.config, req, utcnow(), False, second, mail))
         other.commit()
         other.close()
     assert outcomes == [Outcome.MAILED, Outcome.THROTTLED]

@@ -1,0 +1,144 @@
+"""No timing gap by design: every signup does the same database work.
+
+Wall time is not asserted (the machine is shared; ``bench/signup.py``
+measures it). What is asserted is what makes it equal: whatever the
+address's state, ``POST /api/subscribe`` runs the same statements, in the
+same order, on the same tables, writing the subscriber row once and one
+consent event; the only difference is whether the outbox statement inserts
+its row.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event, text, update
+from sqlalchemy.orm import Session
+
+from mailer.db import get_engine
+from mailer.models import Subscriber, SubscriberStatus, utcnow
+from mailer.subscriptions.signup import Outcome, signup
+from tests.subscriptions.conftest import events, subscriber
+from tests.subscriptions.test_limits import request_for
+
+VERB_TABLE = re.compile(r"^\s*(SELECT|INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)?", re.IGNORECASE)
+
+
+@contextmanager
+def recorded(app: Flask) -> Iterator[list[tuple[str, str, int]]]:
+    """(verb, table, rows written) of every statement this thread (the request) runs meanwhile."""
+    statements: list[tuple[str, str, int]] = []
+    me = threading.get_ident()  # not the outbox thread's, which sends the mails meanwhile
+
+    def after(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.get_ident() != me:
+            return
+        match = VERB_TABLE.match(statement)
+        verb = match.group(1).upper() if match else statement.split()[0].upper()
+        if verb in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"):
+            return
+        table = (match.group(2) or "") if match and verb != "SELECT" else ""
+        # Rows changed by an UPDATE (an INSERT's rows are counted in the tables:
+        # with RETURNING, as on PostgreSQL, its rowcount is not known here).
+        statements.append((verb, table, cursor.rowcount if verb == "UPDATE" else 0))
+
+    engine = get_engine(app)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+
+
+TABLES = ("subscribers", "outbound_mails", "consent_events")
+
+
+def row_counts(session: Session) -> dict[str, int]:
+    """How many rows each table of a signup holds."""
+    session.commit()
+    return {table: int(session.scalar(text(f"SELECT COUNT(*) FROM {table}")) or 0) for table in TABLES}
+
+
+def api_signup(client: FlaskClient, email: str) -> None:
+    """One signup through the JSON API; every address gets the same answer."""
+    response = client.post("/api/subscribe", json={"email": email, "consent": True})
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "accepted"
+
+
+def prepare(app: Flask, session: Session) -> None:
+    """Known addresses in every state, their last mail an hour ago (so not throttled)."""
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    with app.test_request_context():
+        for email in ("pending@example.it", "confirmed@example.it", "unsubscribed@example.it", "recent@example.it"):
+            signup(session, app.config, request_for(app, email), now=an_hour_ago)
+        # "recent" was mailed a minute ago: the next request is throttled.
+        signup(session, app.config, request_for(app, "recent@example.it"), now=utcnow() - timedelta(minutes=1))
+    for state in (SubscriberStatus.CONFIRMED, SubscriberStatus.UNSUBSCRIBED):
+        session.execute(update(Subscriber).where(Subscriber.email == f"{state}@example.it").values(status=state))
+    session.commit()
+
+
+def test_every_state_runs_the_same_statements(app: Flask, client: FlaskClient, session: Session) -> None:
+    prepare(app, session)
+    api_signup(client, "warm-up@example.it")  # the hourly cap's window is looked up once a minute: not in a run
+    runs: dict[str, list[tuple[str, str, int]]] = {}
+    added: dict[str, dict[str, int]] = {}
+
+    def run(name: str, email: str) -> None:
+        before = row_counts(session)
+        with recorded(app) as statements:
+            api_signup(client, email)
+        runs[name] = statements
+        after = row_counts(session)
+        added[name] = {table: after[table] - before[table] for table in TABLES}
+        # The subscriber row is written once: inserted (new) or updated (known).
+        added[name]["subscribers"] += sum(rows for verb, table, rows in statements if table == "subscribers")
+
+    for name in ("new", "pending", "confirmed", "unsubscribed", "recent"):
+        run(name, f"{name}@example.it")
+    app.config["CONFIRM_MAILS_PER_HOUR"] = 0  # and with the hourly cap reached
+    run("capped-new", "capped-new@example.it")
+    run("capped-pending", "pending@example.it")
+
+    def shape(statements: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+        # INSERT (new) or UPDATE (known) of the subscriber row: the same write.
+        return [("WRITE" if verb in ("INSERT INTO", "UPDATE") else verb, table) for verb, table, _rows in statements]
+
+    expected = [("SELECT", ""), ("WRITE", "subscribers"), ("WRITE", "outbound_mails"), ("WRITE", "consent_events")]
+    assert {name: shape(statements) for name, statements in runs.items()} == dict.fromkeys(runs, expected)
+    for name in runs:
+        mailed = name in ("new", "pending", "unsubscribed")
+        assert added[name] == {"subscribers": 1, "outbound_mails": int(mailed), "consent_events": 1}, name
+    # And each request is what it should be underneath.
+    addresses = {name: name.removeprefix("capped-") if name != "capped-new" else name for name in runs}
+    outcomes = {name: events(session, subscriber(session, f"{addresses[name]}@example.it")
+                             .email_hash)[-1 if name != "pending" else -2].details["outcome"]
+                for name in runs}
+    assert outcomes == {
+        "new": Outcome.MAILED, "pending": Outcome.MAILED, "confirmed": Outcome.ALREADY_CONFIRMED,
+        "unsubscribed": Outcome.MAILED, "recent": Outcome.THROTTLED,
+        "capped-new": Outcome.CAPPED, "capped-pending": Outcome.THROTTLED,
+    }
+
+
+def test_a_confirmed_reader_keeps_everything_but_the_attempt(app: Flask, client: FlaskClient,
+                                                             session: Session) -> None:
+    prepare(app, session)
+    before = subscriber(session, "confirmed@example.it")
+    kept = {column: getattr(before, column) for column in
+            ("status", "language", "topics", "confirm_nonce", "confirmations_sent", "updated_at")}
+    response = client.post("/api/subscribe", json={"email": "confirmed@example.it", "consent": True,
+                                                   "topics": ["security"], "language": "it"})
+    assert response.status_code == 202
+    after = subscriber(session, "confirmed@example.it")
+    assert {column: getattr(after, column) for column in kept} == kept
+    assert after.last_signup_at is not None and after.last_signup_at > utcnow() - timedelta(minutes=1)
+    assert session.scalar(text("SELECT COUNT(*) FROM outbound_mails WHERE to_address = 'confirmed@example.it'")) == 1
