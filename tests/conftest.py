@@ -37,7 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Keep the developer's MAILER_* variables and instance/config.py out of the tests."""
-    for name in [n for n in os.environ if n.startswith("MAILER_") and n != "MAILER_TEST_DATABASE_URL"]:
+    kept = ("MAILER_TEST_DATABASE_URL", "MAILER_SCREENSHOTS_DIR")
+    for name in [n for n in os.environ if n.startswith("MAILER_") and n not in kept]:
         del os.environ[name]
     import tempfile
 
