@@ -25,6 +25,7 @@ import hashlib
 import os
 import smtplib
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -264,8 +265,7 @@ def bench(readers: int, connections: int, database: str | None, workdir: Path, r
         sink.terminate()
         sink.wait()
     if repeat > 1:
-        ratios.sort()
-        print(f"  ratio over {repeat} rounds: median {ratios[len(ratios) // 2]:.2f}, best {ratios[-1]:.2f}")
+        print(f"  ratio over {repeat} rounds: median {statistics.median(ratios):.2f}, best {max(ratios):.2f}")
 
 
 def main() -> None:
