@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -41,6 +43,9 @@ BACKOFF_SECONDS = 30.0
 BACKOFF_CEILING = 3600.0
 # A claimed row is due again after this, should its sender die mid-send.
 CLAIM_SECONDS = 300
+# The worker's pause after a pass that found the server unreachable, doubling.
+UNREACHABLE_SECONDS = 2.0
+UNREACHABLE_CEILING = 300.0
 log = logging.getLogger("mailer.delivery.outbox")
 
 
@@ -66,6 +71,20 @@ def send_outbox(app: Flask, *, transport: Transport | None = None, limit: int = 
     web app's thread). A server that cannot be reached leaves the rows for a
     later try and ends the pass.
     """
+    return outbox_pass(app, transport=transport, limit=limit).sent
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPass:
+    """What one pass over the outbox did."""
+
+    sent: int
+    # The SMTP server could not be used at all (refused, dropped, bad login).
+    unreachable: bool
+
+
+def outbox_pass(app: Flask, *, transport: Transport | None = None, limit: int = 100) -> OutboxPass:
+    """``send_outbox``, also telling whether the server was unreachable."""
     config = app.config
     settings = MailSettings.from_config(config)
     try:
@@ -90,10 +109,10 @@ def send_outbox(app: Flask, *, transport: Transport | None = None, limit: int = 
             for mail_id, attempts in due:
                 sent += _send_one(app, mail_id, attempts, settings, signer, transport)
             if len(due) < limit:
-                return sent
+                return OutboxPass(sent, unreachable=False)
     except DeliveryError as exc:
         log.warning("transactional mail waits: %s", exc)
-        return sent
+        return OutboxPass(sent, unreachable=True)
     finally:
         if own:
             transport.close()
@@ -182,6 +201,11 @@ class OutboxWorker:
 
     def _reset(self) -> None:
         """Fresh thread state, for this process (after a fork the parent's is void)."""
+        # After the server could not be reached, passes wait until then (a
+        # monotonic time) however many signups notify: a flood of signups
+        # while SMTP is down must not become a flood of connection attempts.
+        self._quiet_until = 0.0
+        self._unreachable_passes = 0
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -209,6 +233,15 @@ class OutboxWorker:
         with self._lock:
             self._stopping = False
 
+    def _after(self, result: OutboxPass) -> None:
+        """Hold further passes back, longer each time, while the server is unreachable."""
+        if not result.unreachable:
+            self._unreachable_passes = 0
+            return
+        self._unreachable_passes += 1
+        hold = min(UNREACHABLE_CEILING, UNREACHABLE_SECONDS * 2 ** (self._unreachable_passes - 1))
+        self._quiet_until = time.monotonic() + hold
+
     @property
     def running(self) -> bool:
         """True while the thread is alive."""
@@ -223,8 +256,12 @@ class OutboxWorker:
             self._wake.clear()
             if self._stopping:
                 return
+            quiet = self._quiet_until - time.monotonic()
+            if quiet > 0:
+                wait = quiet
+                continue
             try:
-                send_outbox(self.app)
+                self._after(outbox_pass(self.app))
                 due = next_due(self.app)
             except Exception:  # the thread must outlive a bad moment
                 log.exception("outbox pass failed")

@@ -147,3 +147,38 @@ def test_stop_ends_the_thread(app: Flask, session: Session, smtp_server: SmtpSin
     worker.notify()  # a stopped worker starts again when asked
     smtp_server.wait_for(2)
     worker.stop()
+
+
+def test_notifies_while_the_server_is_unreachable_do_not_hammer_it(app: Flask, session: Session) -> None:
+    """A flood of signups while SMTP is down: one attempt, then the worker holds back."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    attempts: list[int] = []
+
+    def drop_every_connection() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            attempts.append(1)
+            conn.close()  # no greeting: smtplib sees a dropped connection
+
+    threading.Thread(target=drop_every_connection, daemon=True).start()
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{listener.getsockname()[1]}"
+    worker = app.extensions[EXTENSION]
+    try:
+        for n in range(30):
+            add_mail(session, to=f"reader{n}@example.org")
+            worker.notify()
+            threading.Event().wait(0.02)
+        threading.Event().wait(0.3)
+        # 30 signups in ~1 s: the first pass fails, the next waits 2 s whatever the notifies.
+        assert len(attempts) == 1
+        assert session.scalar(select(OutboundMail.id).where(OutboundMail.sent_at.is_not(None))) is None
+    finally:
+        worker.stop()
+        listener.close()
