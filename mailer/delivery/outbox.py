@@ -83,8 +83,10 @@ class OutboxPass:
     unreachable: bool
 
 
-def outbox_pass(app: Flask, *, transport: Transport | None = None, limit: int = 100) -> OutboxPass:
-    """``send_outbox``, also telling whether the server was unreachable."""
+def outbox_pass(
+    app: Flask, *, transport: Transport | None = None, limit: int = 100, stop: threading.Event | None = None
+) -> OutboxPass:
+    """``send_outbox``, also telling whether the server was unreachable; ``stop`` ends it between mails."""
     config = app.config
     settings = MailSettings.from_config(config)
     try:
@@ -107,6 +109,8 @@ def outbox_pass(app: Flask, *, transport: Transport | None = None, limit: int = 
                     .order_by(OutboundMail.id).limit(limit)
                 ).all()
             for mail_id, attempts in due:
+                if stop is not None and stop.is_set():
+                    return OutboxPass(sent, unreachable=False)
                 sent += _send_one(app, mail_id, attempts, settings, signer, transport)
             if len(due) < limit:
                 return OutboxPass(sent, unreachable=False)
@@ -209,7 +213,10 @@ class OutboxWorker:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stopping = False
+        # Each thread has its own stop flag: a thread that outlives stop()'s
+        # join (stuck on a slow server) still ends, and never serves an app
+        # or database that is gone.
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def notify(self) -> None:
@@ -219,19 +226,18 @@ class OutboxWorker:
         with self._lock:
             self._wake.set()
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._loop, args=(self._stop,), name="outbox", daemon=True)
                 self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """End the thread after its current pass (app shutdown, end of a test)."""
+        """End the thread after the message in hand (app shutdown, end of a test)."""
         with self._lock:
             thread, self._thread = self._thread, None
-            self._stopping = True
+            self._stop.set()
             self._wake.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        with self._lock:
-            self._stopping = False
 
     def _after(self, result: OutboxPass) -> None:
         """Hold further passes back, longer each time, while the server is unreachable."""
@@ -248,20 +254,20 @@ class OutboxWorker:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    def _loop(self) -> None:
-        """Send, then sleep until notified or the next retry; end after a quiet while."""
+    def _loop(self, stop: threading.Event) -> None:
+        """Send, then sleep until notified or the next retry; end after a quiet while or ``stop``."""
         wait = 0.0
         while True:
             woke = self._wake.wait(wait)
-            self._wake.clear()
-            if self._stopping:
+            if stop.is_set():
                 return
+            self._wake.clear()
             quiet = self._quiet_until - time.monotonic()
             if quiet > 0:
                 wait = quiet
                 continue
             try:
-                self._after(outbox_pass(self.app))
+                self._after(outbox_pass(self.app, stop=stop))
                 due = next_due(self.app)
             except Exception:  # the thread must outlive a bad moment
                 log.exception("outbox pass failed")
@@ -270,8 +276,9 @@ class OutboxWorker:
                 wait = self.idle_seconds
                 if not woke:
                     with self._lock:  # exit unless a notify came in meanwhile
-                        if not self._wake.is_set():
-                            self._thread = None
+                        if not self._wake.is_set() or stop.is_set():
+                            if self._stop is stop:
+                                self._thread = None
                             return
             else:
                 wait = min(self.idle_seconds, max(0.5, (due - utcnow()).total_seconds()))

@@ -182,3 +182,29 @@ def test_notifies_while_the_server_is_unreachable_do_not_hammer_it(app: Flask, s
     finally:
         worker.stop()
         listener.close()
+
+
+def test_a_thread_that_outlives_stop_still_ends_and_sends_nothing(
+        app: Flask, session: Session, smtp_server: SmtpSink) -> None:
+    """stop() gives up waiting on a thread stuck on a silent server; that thread must still end."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    app.config.update(SMTP_URL=f"smtp://127.0.0.1:{silent.getsockname()[1]}", SMTP_TIMEOUT=1)
+    worker = app.extensions[EXTENSION]
+    try:
+        for n in range(3):
+            add_mail(session, to=f"late{n}@example.org")
+        worker.notify()
+        threading.Event().wait(0.3)  # the thread now waits for a greeting that never comes
+        stuck = worker._thread
+        worker.stop(timeout=0.05)
+        assert stuck is not None and stuck.is_alive()
+        app.config["SMTP_URL"] = smtp_server.url  # a working server from now on
+        stuck.join(6)
+        assert not stuck.is_alive()
+        assert smtp_server.messages == []
+    finally:
+        silent.close()
