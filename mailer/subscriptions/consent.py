@@ -99,31 +99,17 @@ def record(
     details: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Append one event to ``subscriber``'s log (the caller commits)."""
-    log(session, subscriber.id, subscriber.email_hash, action, channel, origin,
-        language=language or subscriber.language, text_version=text_version, details=details, now=now)
+    """Append one event to ``subscriber``'s log (the caller commits).
+
+    A plain INSERT rather than the ORM: the same statement as on every
+    signup's path.
+    """
+    session.connection().execute(INSERT_EVENT, [event(
+        subscriber.id, subscriber.email_hash, action, channel, origin,
+        language=language or subscriber.language, text_version=text_version, details=details, now=now,
+    )])
     # The INSERT bypasses the ORM: a loaded ``consent_events`` would miss it.
     session.expire(subscriber, ["consent_events"])
-
-
-def log(
-    session: Session,
-    subscriber_id: int | None,
-    email_hash: str,
-    action: str,
-    channel: str,
-    origin: Origin = NOWHERE,
-    *,
-    language: str | None = None,
-    text_version: str | None = None,
-    details: dict[str, Any] | None = None,
-    now: datetime | None = None,
-) -> None:
-    """Append one event (a plain INSERT: it is on every signup's path)."""
-    session.connection().execute(INSERT_EVENT, [event(
-        subscriber_id, email_hash, action, channel, origin,
-        language=language, text_version=text_version, details=details, now=now,
-    )])
 
 
 def event(

@@ -47,14 +47,20 @@ def confirm(
         return ConfirmResult.ALREADY
     if subscriber.confirm_nonce != nonce:
         return ConfirmResult.STALE
+    now = _mark_confirmed(subscriber, now)
+    consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,
+                   details={"topics": subscriber.topics})
+    return ConfirmResult.CONFIRMED
+
+
+def _mark_confirmed(subscriber: Subscriber, now: datetime | None) -> datetime:
+    """Make ``subscriber`` confirmed as of ``now`` (default: this instant); return that time."""
     now = now or utcnow()
     subscriber.status = SubscriberStatus.CONFIRMED
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
     subscriber.confirm_requested_at = None
-    consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,
-                   details={"topics": subscriber.topics})
-    return ConfirmResult.CONFIRMED
+    return now
 
 
 def resubscribe(
@@ -64,11 +70,7 @@ def resubscribe(
     reader, so it proves the address as a confirmation link does)."""
     if subscriber.status is SubscriberStatus.CONFIRMED or subscriber.email is None:
         return False
-    now = now or utcnow()
-    subscriber.status = SubscriberStatus.CONFIRMED
-    subscriber.confirmed_at = now
-    subscriber.unsubscribed_at = None
-    subscriber.confirm_requested_at = None
+    now = _mark_confirmed(subscriber, now)
     consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,
                    details={"via": "preferences", "topics": subscriber.topics})
     return True
