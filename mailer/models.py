@@ -93,9 +93,7 @@ class Subscriber(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     # Mail-bombing limits: when confirmation mails went out lately.
     confirmations_sent: Mapped[list[str]] = mapped_column(default=list)
-    # When the address was last typed into a signup, whatever came of it:
-    # every signup writes the row once, so a known address costs the
-    # database what a new one does (no timing gap).
+    # When the address was last typed into a signup, whatever came of it.
     last_signup_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     consent_events: Mapped[list[ConsentEvent]] = relationship(
@@ -129,11 +127,40 @@ class ConsentEvent(Base):
     subscriber: Mapped[Subscriber | None] = relationship(back_populates="consent_events")
 
 
+class QueuedSignup(Base):
+    """A signup request waiting to be applied: the only row a signup request writes.
+
+    The request validates, inserts this row and answers; a worker thread of
+    the web app (and the scheduler, for what a dead process left) applies
+    the queue in batches: the subscriber, its consent event and its
+    confirmation mail, in one transaction per batch. So a viral article's
+    flood of signups costs each request one small INSERT, and the answer is
+    the same, in time too, whatever the address. Rows live for seconds.
+    """
+
+    __tablename__ = "signup_queue"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    email: Mapped[str] = mapped_column(String(320))  # normalised (mailer.subscriptions.addresses)
+    email_hash: Mapped[str] = mapped_column(String(64))
+    topics: Mapped[str] = mapped_column(String(500))
+    language: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(20))  # form, api
+    consent_text: Mapped[str] = mapped_column(Text)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    source_page: Mapped[str | None] = mapped_column(String(1000))
+    # A worker's claim on the row; a claim older than a minute is void (its worker died).
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class OutboundMail(Base):
     """Transactional mail (confirmations) waiting to leave, or sent.
 
-    ``subscriptions/`` renders the mail and inserts a row inside the request;
-    the outbox worker of ``delivery/`` (a thread of the web app) sends it
+    ``subscriptions/`` renders the mail and inserts a row when it applies a
+    signup (see ``QueuedSignup``); the outbox worker of ``delivery/`` (a thread of the web app) sends it
     right after, so the answer never waits on SMTP and is the same for every
     address. Rows are the meeting point, so neither package imports the other.
     """

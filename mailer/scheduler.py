@@ -30,7 +30,7 @@ from mailer.digest import compose_digest
 from mailer.feeds import FetchResult, fetch_all_feeds, sync_configured_feeds
 from mailer.models import utcnow
 from mailer.runner import Job, SchedulerT, build_scheduler
-from mailer.subscriptions import purge_unconfirmed, suppress_bounced
+from mailer.subscriptions import apply_queue, purge_unconfirmed, suppress_bounced
 
 log = logging.getLogger("mailer.scheduler")
 # Unconfirmed signups are purged every night, in MAILER_TIMEZONE.
@@ -113,6 +113,14 @@ def purge_job(app: Flask, stop: threading.Event) -> None:
     log.info("purged %d unconfirmed signups", count)
 
 
+def signups_job(app: Flask, stop: threading.Event) -> None:
+    """Apply the signups a web process queued but did not apply (it died, or runs no worker)."""
+    with app.app_context():
+        applied = apply_queue(app, stop=stop)
+    if applied:
+        log.info("applied %d queued signups", applied)
+
+
 def outbox_job(app: Flask, stop: threading.Event) -> None:
     """Send the confirmation mails the web app left behind (it died, SMTP was down)."""
     sent = send_outbox(app)
@@ -130,6 +138,7 @@ JOBS = [
     Job("deliveries", deliveries_job, _every("SCHEDULER_RETRY_MINUTES", 5), lock="send", executor="send"),
     Job("feeds", feeds_job, _every("FEED_INTERVAL", 60), lock="feeds"),
     Job("purge", purge_job, lambda c: cron_trigger(PURGE_SCHEDULE, c["TIMEZONE"]), lock="purge", cron=True),
+    Job("signups", signups_job, _every("SIGNUP_QUEUE_MINUTES", 1), lock="signups"),
     Job("outbox", outbox_job, _every("OUTBOX_MINUTES", 1), lock="outbox"),
 ]
 

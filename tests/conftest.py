@@ -152,17 +152,37 @@ def make_app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterat
             "CAPTURE_MAILDIR": str(tmp_path / "captured"),
             **overrides,
         })
+        app.test_client_class = SettlingClient
         apps.append(app)
         return app
 
     yield make
     for app in apps:
-        # The outbox thread must not outlive its app: on PostgreSQL it would
-        # otherwise send the next test's rows, or log about a dropped database.
-        worker = app.extensions.get("mailer.outbox")
-        if worker is not None:
-            worker.stop()
+        # The threads must not outlive their app: on PostgreSQL they would
+        # otherwise apply or send the next test's rows, or log about a dropped database.
+        for name in ("mailer.signups", "mailer.outbox"):
+            worker = app.extensions.get(name)
+            if worker is not None:
+                worker.stop()
         get_engine(app).dispose()
+
+
+class SettlingClient(FlaskClient):
+    """The test client, waiting after each request for the signups it queued to be applied.
+
+    A signup request only queues; the app's signup worker thread applies the
+    queue right after (``mailer.subscriptions.worker``). Tests read the
+    outcome (the subscriber, its mail) as a reader would a moment later, so
+    the client waits for that thread, as a browser's next click would.
+    Tests of the queue itself stop the thread or call ``apply_queue``.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        worker = self.application.extensions.get("mailer.signups")
+        if worker is not None:
+            assert worker.wait_idle(10), "the signup worker did not apply the queue within 10 s"
+        return response
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ compare-and-set, so two processes never send the same row at once.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from email.utils import format_datetime
 from flask import Flask
 from sqlalchemy import func, or_, select, update
 
+from mailer.background import Worker
 from mailer.db import get_sessionmaker
 from mailer.delivery.compose import envelope_address
 from mailer.delivery.dkim import DkimError, DkimSigner, signer_from_config
@@ -194,50 +194,19 @@ def next_due(app: Flask) -> datetime | None:
     return pending[1] if pending[0] else None
 
 
-class OutboxWorker:
+class OutboxWorker(Worker):
     """A lazily started daemon thread per process that sends the outbox."""
 
-    def __init__(self, app: Flask, idle_seconds: float = 60.0) -> None:
-        """Nothing starts until ``notify``."""
-        self.app = app
-        self.idle_seconds = idle_seconds
-        self._reset()
+    name = "outbox"
 
     def _reset(self) -> None:
-        """Fresh thread state, for this process (after a fork the parent's is void)."""
+        """Fresh thread state, for this process."""
+        super()._reset()
         # After the server could not be reached, passes wait until then (a
         # monotonic time) however many signups notify: a flood of signups
         # while SMTP is down must not become a flood of connection attempts.
         self._quiet_until = 0.0
         self._unreachable_passes = 0
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        # Each thread has its own stop flag: a thread that outlives stop()'s
-        # join (stuck on a slow server) still ends, and never serves an app
-        # or database that is gone.
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def notify(self) -> None:
-        """A row was committed: send it soon (starts the thread if needed)."""
-        if self._pid != os.getpid():  # a forked worker: the thread stayed in the parent
-            self._reset()
-        with self._lock:
-            self._wake.set()
-            if self._thread is None:
-                self._stop = threading.Event()
-                self._thread = threading.Thread(target=self._loop, args=(self._stop,), name="outbox", daemon=True)
-                self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """End the thread after the message in hand (app shutdown, end of a test)."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-            self._stop.set()
-            self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
 
     def _after(self, result: OutboxPass) -> None:
         """Hold further passes back, longer each time, while the server is unreachable."""
@@ -247,12 +216,6 @@ class OutboxWorker:
         self._unreachable_passes += 1
         hold = min(UNREACHABLE_CEILING, UNREACHABLE_SECONDS * 2 ** (self._unreachable_passes - 1))
         self._quiet_until = time.monotonic() + hold
-
-    @property
-    def running(self) -> bool:
-        """True while the thread is alive."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
 
     def _loop(self, stop: threading.Event) -> None:
         """Send, then sleep until notified or the next retry; end after a quiet while or ``stop``."""
@@ -274,11 +237,7 @@ class OutboxWorker:
                 due = utcnow() + timedelta(seconds=BACKOFF_SECONDS)
             if due is None:
                 wait = self.idle_seconds
-                if not woke:
-                    with self._lock:  # exit unless a notify came in meanwhile
-                        if not self._wake.is_set() or stop.is_set():
-                            if self._stop is stop:
-                                self._thread = None
-                            return
+                if not woke and self._exit_if_idle(stop):
+                    return
             else:
                 wait = min(self.idle_seconds, max(0.5, (due - utcnow()).total_seconds()))

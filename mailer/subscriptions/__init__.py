@@ -16,6 +16,8 @@ from mailer.subscriptions.csvexport import export_csv
 from mailer.subscriptions.csvimport import CsvError, ImportReport, Problem, import_csv
 from mailer.subscriptions.lifecycle import erase, personal_data, resubscribe, unsubscribe, update_preferences
 from mailer.subscriptions.maintenance import purge_unconfirmed, suppress_bounced
+from mailer.subscriptions.signup import apply_queue
+from mailer.subscriptions.worker import EXTENSION, SignupWorker
 
 bp = Blueprint("subscriptions", __name__)
 
@@ -24,13 +26,16 @@ from mailer.subscriptions import api, links, preferences, views  # noqa: E402,F4
 
 
 def init_app(app: Flask) -> None:
-    """Nothing to set up per app: the routes live on ``bp``, the outbox in ``delivery/``."""
+    """Put the signup worker in ``app.extensions["mailer.signups"]`` (no thread yet)."""
+    app.extensions[EXTENSION] = SignupWorker(app)
 
 
 __all__ = [
     "CsvError",
     "ImportReport",
     "Problem",
+    "SignupWorker",
+    "apply_queue",
     "bp",
     "erase",
     "export_csv",

@@ -20,13 +20,13 @@ from flask import Response, current_app, jsonify, request
 from flask_babel import gettext as _
 
 from mailer.config import LOCALES
-from mailer.db import get_session
+from mailer.db import get_engine
 from mailer.i18n import select_locale
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import AddressError, parse_address
-from mailer.subscriptions.mails import notify_outbox
-from mailer.subscriptions.signup import Outcome, SignupRequest, signup
+from mailer.subscriptions.signup import SignupRequest, enqueue
 from mailer.subscriptions.views import csrf_exempt, set_language, signup_limit
+from mailer.subscriptions.worker import notify_signups
 from mailer.topics import normalise_topics
 
 MAX_BODY = 16 * 1024
@@ -69,16 +69,13 @@ def api_preflight() -> Response:
 @csrf_exempt
 @signup_limit
 def api_subscribe() -> tuple[Response, int]:
-    """Sign up from JSON; 202 with the same body whether new or known."""
+    """Queue a signup from JSON; 202 with the same body whether new or known."""
     try:
         req = _parse()
     except ApiError as exc:
         return jsonify(error=exc.code, message=exc.message), exc.status
-    session = get_session()
-    outcome = signup(session, current_app.config, req)
-    session.commit()
-    if outcome is Outcome.MAILED:
-        notify_outbox()
+    enqueue(get_engine(), req)
+    notify_signups(current_app)
     return _accepted(req.language), 202
 
 

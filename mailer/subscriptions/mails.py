@@ -1,9 +1,10 @@
 """The confirmation mail, rendered into an ``OutboundMail`` row.
 
-The row is inserted inside the signup request; the outbox worker of
-``delivery/`` sends it from a thread right after the response, so the answer
-never waits on SMTP and looks the same for every address. The mail carries
-nothing but the confirmation: no news, no advertising, no tracking.
+The row is inserted when the signup queue is applied (``signup.py``), a few
+milliseconds after the answer; the outbox worker of ``delivery/`` sends it
+from a thread, so the answer never waits on SMTP and looks the same for
+every address. The mail carries nothing but the confirmation: no news, no
+advertising, no tracking.
 
 As for the digest, the templates are rendered once per language with
 placeholders, then filled per reader with a string replace: a signup pays
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flask import current_app, render_template
+from flask import Flask, current_app, render_template
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from markupsafe import escape
@@ -97,12 +98,12 @@ def _render(config: Mapping[str, Any], language: str) -> ConfirmationTemplate:
     return ConfirmationTemplate(language=language, subject=subject, html=html, text=text)
 
 
-def notify_outbox() -> None:
+def notify_outbox(app: Flask) -> None:
     """Wake the outbox worker (``delivery/``), if this app runs one.
 
-    Called after the commit, so the worker finds the new row.
+    Called after the commit, so the worker finds the new rows.
     """
-    outbox = current_app.extensions.get("mailer.outbox")
+    outbox = app.extensions.get("mailer.outbox")
     if outbox is not None:
         outbox.notify()
 

@@ -1,19 +1,31 @@
 """Signup: the rules behind ``POST /subscribe`` and ``POST /api/subscribe``.
 
-Whatever the address's state, the caller answers the same thing; only what
-happens behind differs. A new, pending, unsubscribed, bounced or erased
-address gets a (fresh) confirmation mail, within the mail-bombing limits; a
-confirmed one gets nothing and keeps its settings, since anybody can type
-anybody's address into the form. Every request writes one consent event, and
-runs the same statements whatever the address's state (see ``signup``), so
-that its timing says nothing about the address.
+A request only validates and queues (``enqueue``: one INSERT into
+``signup_queue``, then the answer). ``apply_queue`` applies the queue in
+batches, from the web app's signup worker thread (``worker.py``) and from
+the scheduler: per batch, one read of the subscribers concerned, the rules
+applied in memory, then one short write transaction (the subscribers, the
+consent events, the confirmation mails) that also deletes the batch. So
 
-This is the path a viral article takes thousands of times a minute, so it
-runs plain Core statements built once (building a statement and its cache
-key per request, or the ORM's unit of work, would cost several times what
-the database takes), and prepares everything before its first write: on
-SQLite a transaction holds the write lock, for the whole database, from its
-first write to its commit.
+- the request costs what a one-row insert costs, and is the same request,
+  statement for statement and in time, whatever the address's state;
+- on SQLite, whose write lock covers the whole database, the lock is held
+  for one small INSERT per request and one burst per batch, not for a
+  request's reads and rendering;
+- a flood of requests for one address meets the per-address limits in
+  memory, in order, however many arrive in the same batch.
+
+The rules, whatever the address's state: a new, pending, unsubscribed,
+bounced or erased address gets a (fresh) confirmation mail, within the
+mail-bombing limits; a confirmed one gets nothing and keeps its settings,
+since anybody can type anybody's address into the form. Every request gets
+one consent event.
+
+Batches are claimed (``claimed_by``), so two workers never apply the same
+requests, and written with optimistic checks (a known subscriber is updated
+only if its status and nonce are still those read; a new address may meet
+another worker's insert): on a conflict the batch is read and applied again.
+A worker that dies mid-batch leaves a claim that expires after a minute.
 """
 
 from __future__ import annotations
@@ -21,62 +33,65 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Boolean, Row, Table, bindparam, func, insert, literal, select, update
-from sqlalchemy.engine import Connection
+from flask import Flask
+from sqlalchemy import Row, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from mailer.models import Subscriber, SubscriberStatus, utcnow
+from mailer.db import get_engine
+from mailer.models import QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import Address
 from mailer.subscriptions.consent import INSERT_EVENT
-from mailer.subscriptions.mails import ConfirmationTemplate, confirmation_template
-from mailer.subscriptions.throttle import OUTBOX, hourly_cap_reached, recent_sends, recently_mailed
+from mailer.subscriptions.mails import confirmation_template, notify_outbox
+from mailer.subscriptions.throttle import OUTBOX, hourly_budget, recent_sends, recently_mailed
 
 log = logging.getLogger("mailer.subscriptions")
 
+QUEUE = cast(Table, QueuedSignup.__table__)
 SUBSCRIBERS = cast(Table, Subscriber.__table__)
-_ONE = select(literal(1).label("one")).subquery()
-# One round trip: the address's row if any, and the outbox's newest id (for the hourly cap).
-LOOKUP = select(
-    select(func.max(OUTBOX.c.id)).scalar_subquery().label("newest_id"),
-    SUBSCRIBERS.c.id, SUBSCRIBERS.c.status, SUBSCRIBERS.c.confirm_nonce, SUBSCRIBERS.c.confirmations_sent,
-).select_from(_ONE.outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.email_hash == bindparam("email_hash")))
-INSERT_SUBSCRIBER = insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id)
-# The outbox statement runs at every signup, so that every one costs the
-# same; it inserts its row only when the mail goes (``send``).
-MAIL_COLUMNS = ("subscriber_id", "kind", "to_address", "subject", "html", "text", "created_at", "attempts")
-INSERT_MAIL = insert(OUTBOX).from_select(
-    MAIL_COLUMNS,
-    select(*(bindparam(name, type_=OUTBOX.c[name].type).label(name) for name in MAIL_COLUMNS))
-    .where(bindparam("send", type_=Boolean)),
+BATCH = 500
+CLAIM_TIMEOUT = timedelta(minutes=1)
+# Attempts at one batch when other writers keep changing its subscribers.
+ATTEMPTS = 5
+
+# The statements, built once: the request path runs one of them thousands
+# of times a minute, and building a statement (and its cache key) per
+# request would cost more than the database takes.
+ENQUEUE = insert(QUEUE)
+_FREE = or_(QUEUE.c.claimed_at.is_(None), QUEUE.c.claimed_at < bindparam("stale"))
+CLAIM = (
+    update(QUEUE)
+    .where(QUEUE.c.id.in_(
+        # SKIP LOCKED on PostgreSQL (two workers take different rows); SQLite
+        # has one writer at a time and ignores it. The outer _FREE is checked
+        # again on rows another claim changed meanwhile.
+        select(QUEUE.c.id).where(_FREE).order_by(QUEUE.c.id).limit(bindparam("limit"))
+        .with_for_update(skip_locked=True).scalar_subquery()
+    ), _FREE)
+    .values(claimed_by=bindparam("token"), claimed_at=bindparam("now"))
+    .returning(*QUEUE.c)
 )
-# A known reader whose signup changes nothing (confirmed, throttled, capped):
-# the row still records the attempt, as a new signup writes its row.
-# (``updated_at`` kept: its onupdate would otherwise say the settings changed.)
-TOUCH = update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("subscriber_id")).values(
-    last_signup_at=bindparam("now"), updated_at=SUBSCRIBERS.c.updated_at)
-# A pending reader asking again: new choices, and the purge counts from now.
-RENEW = update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("subscriber_id")).values(
-    topics=bindparam("topics"), language=bindparam("language"),
-    confirm_requested_at=bindparam("now"), updated_at=bindparam("now"), last_signup_at=bindparam("now"))
-# A fresh pending signup on a known row, only if its nonce is still the one read.
-CLAIM = update(SUBSCRIBERS).where(
-    SUBSCRIBERS.c.id == bindparam("subscriber_id"), SUBSCRIBERS.c.confirm_nonce == bindparam("old_nonce"),
-).values(
-    confirm_nonce=bindparam("nonce"), confirmations_sent=bindparam("sent"), confirm_requested_at=bindparam("now"),
-    topics=bindparam("topics"), language=bindparam("language"), email=bindparam("email"), updated_at=bindparam("now"),
-    last_signup_at=bindparam("now"),
-)
+RELEASE = delete(QUEUE).where(QUEUE.c.id.in_(bindparam("ids", expanding=True)),
+                              QUEUE.c.claimed_by == bindparam("token"))
+READ_SUBSCRIBERS = select(
+    SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_hash, SUBSCRIBERS.c.status, SUBSCRIBERS.c.confirm_nonce,
+    SUBSCRIBERS.c.confirmations_sent,
+).where(SUBSCRIBERS.c.email_hash.in_(bindparam("hashes", expanding=True)))
+INSERT_SUBSCRIBERS = insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_hash,
+                                                   sort_by_parameter_order=True)
+INSERT_MAILS = insert(OUTBOX)
+_UPDATES: dict[frozenset[str], Any] = {}
 
 
 class Outcome(enum.StrEnum):
-    """What a signup did (never shown to the requester)."""
+    """What a signup did (never shown to the requester; kept in its consent event)."""
 
     MAILED = "mailed"  # a confirmation mail is queued
     THROTTLED = "throttled"  # the address had one lately
@@ -101,97 +116,247 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-def signup(session: Session, config: Mapping[str, Any], req: SignupRequest, now: datetime | None = None) -> Outcome:
-    """Apply a signup request; the caller commits at once, then wakes the outbox if MAILED.
+def enqueue(engine: Engine, req: SignupRequest, now: datetime | None = None) -> None:
+    """Queue a signup request (committed on return); then wake the signup worker."""
+    with engine.begin() as conn:
+        conn.execute(ENQUEUE, {
+            "received_at": now or utcnow(), "email": req.address.email, "email_hash": req.address.hash,
+            "topics": req.topics, "language": req.language, "channel": req.channel,
+            "consent_text": req.consent_text, "ip": req.origin.ip, "user_agent": req.origin.user_agent,
+            "source_page": req.origin.source_page,
+        })
 
-    Whatever the address's state, the same four statements run (look up;
-    write the subscriber row; the outbox statement; the consent event) and
-    the mail is built and its token signed: what differs is only whether
-    the outbox statement inserts its row.
+
+# --- applying the queue ----------------------------------------------------
+
+
+@dataclass
+class Reader:
+    """A subscriber as a batch sees it: read once, changed in memory, written once."""
+
+    email_hash: str
+    id: int | None  # None: new in this batch
+    status: SubscriberStatus
+    nonce: str
+    sent: list[str]
+    # The status and nonce read: the write checks that they are unchanged.
+    read_status: SubscriberStatus | None = None
+    read_nonce: str | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def known(cls, row: Row[Any]) -> Reader:
+        """A subscriber read from the database."""
+        status = SubscriberStatus(row.status)
+        return cls(row.email_hash, row.id, status, row.confirm_nonce, list(row.confirmations_sent or []),
+                   read_status=status, read_nonce=row.confirm_nonce)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A confirmation mail to queue: for whom, in which language, with which nonce."""
+
+    reader: Reader
+    email: str
+    language: str
+    nonce: str
+
+
+@dataclass
+class Plan:
+    """What a batch writes."""
+
+    readers: dict[str, Reader] = field(default_factory=dict)
+    mails: list[Mail] = field(default_factory=list)
+    # One consent event per request: its values, and the reader it belongs to.
+    events: list[tuple[Reader, dict[str, Any]]] = field(default_factory=list)
+
+
+def plan_batch(rows: Sequence[Row[Any]], known: Mapping[str, Reader], budget: int) -> Plan:
+    """Apply the rules to ``rows`` (queued requests, oldest first), in memory.
+
+    ``known``: the subscribers of these addresses; ``budget``: how many more
+    confirmation mails the hourly cap allows.
     """
-    now = now or utcnow()
-    conn = session.connection()
-    row = conn.execute(LOOKUP, {"email_hash": req.address.hash}).one()
-    capped = hourly_cap_reached(conn, config, row.newest_id, now)
-    mail = confirmation_template(config, req.language).for_address(req.address.email)
-    if row.id is None:
-        return _new_signup(session, conn, config, req, now, capped, mail)
-    return _known_signup(conn, config, req, now, capped, row, mail)
+    plan = Plan(readers=dict(known))
+    for row in rows:
+        reader = plan.readers.get(row.email_hash)
+        if reader is None:
+            reader = plan.readers[row.email_hash] = _new_reader(row)
+            outcome = Outcome.CAPPED if budget <= 0 else Outcome.MAILED
+            if outcome is Outcome.MAILED:
+                reader.sent = [row.received_at.isoformat()]
+                reader.changes["confirmations_sent"] = reader.sent
+        else:
+            outcome = _known_request(reader, row, capped=budget <= 0)
+        if outcome is Outcome.MAILED:
+            budget -= 1
+            plan.mails.append(Mail(reader, row.email, row.language, reader.nonce))
+        elif outcome is Outcome.CAPPED:
+            log.error("confirmation mail not sent: CONFIRM_MAILS_PER_HOUR reached")
+        plan.events.append((reader, _signup_event(row, outcome)))
+    return plan
 
 
-def _new_signup(
-    session: Session, conn: Connection, config: Mapping[str, Any], req: SignupRequest, now: datetime, capped: bool,
-    mail: ConfirmationTemplate,
-) -> Outcome:
-    """A first signup for the address: a pending subscriber, its mail, its event."""
-    outcome = Outcome.CAPPED if capped else Outcome.MAILED
-    nonce = new_nonce()
-    subscriber = {
-        "email": req.address.email, "email_hash": req.address.hash, "status": SubscriberStatus.PENDING,
-        "language": req.language, "topics": req.topics, "confirm_nonce": nonce,
-        "created_at": now, "updated_at": now, "confirm_requested_at": now, "last_signup_at": now,
-        "confirmations_sent": [] if capped else [now.isoformat()],
-    }
-    try:
-        subscriber_id = conn.execute(INSERT_SUBSCRIBER, [subscriber]).scalar_one()
-    except IntegrityError:
-        # A concurrent request inserted the same address first: its row decides.
-        session.rollback()
-        return signup(session, config, req, now)
-    return _queue_and_log(conn, config, req, now, outcome, subscriber_id, nonce, mail)
-
-
-def _known_signup(
-    conn: Connection, config: Mapping[str, Any], req: SignupRequest, now: datetime, capped: bool, row: Row[Any],
-    mail: ConfirmationTemplate,
-) -> Outcome:
-    """A signup for an address we have: pending, confirmed, unsubscribed, bounced or erased."""
-    status = SubscriberStatus(row.status)
-    nonce = row.confirm_nonce
-    if status is SubscriberStatus.CONFIRMED:
-        outcome = Outcome.ALREADY_CONFIRMED
-    elif recently_mailed(row.confirmations_sent, now):
-        outcome = Outcome.THROTTLED
-    elif capped:
-        outcome = Outcome.CAPPED
-    else:
-        nonce = new_nonce()
-        sent = [moment.isoformat() for moment in recent_sends(row.confirmations_sent, now)] + [now.isoformat()]
-        # A new nonce voids the links of earlier signups. Of two concurrent
-        # requests for one address, the one whose nonce is stale mails nothing.
-        claimed = conn.execute(CLAIM, {
-            "subscriber_id": row.id, "old_nonce": row.confirm_nonce, "nonce": nonce, "sent": sent, "now": now,
-            "topics": req.topics, "language": req.language,
-            "email": req.address.email,  # back on an erased row: it is a new consent
-        }).rowcount
-        outcome = Outcome.MAILED if claimed == 1 else Outcome.THROTTLED
-        return _queue_and_log(conn, config, req, now, outcome, row.id, nonce, mail)
-    if outcome is Outcome.THROTTLED and status is SubscriberStatus.PENDING:
-        # Still the same reader: the latest mailed link stays good.
-        conn.execute(RENEW, {"subscriber_id": row.id, "topics": req.topics, "language": req.language, "now": now})
-    else:
-        conn.execute(TOUCH, {"subscriber_id": row.id, "now": now})
-    return _queue_and_log(conn, config, req, now, outcome, row.id, nonce, mail)
-
-
-def _queue_and_log(
-    conn: Connection, config: Mapping[str, Any], req: SignupRequest, now: datetime, outcome: Outcome,
-    subscriber_id: int, nonce: str, mail: ConfirmationTemplate,
-) -> Outcome:
-    """The last two statements of every signup: the outbox row (if MAILED) and the consent event."""
-    conn.execute(INSERT_MAIL, [{**mail.values(config, subscriber_id, nonce), "send": outcome is Outcome.MAILED}])
-    conn.execute(INSERT_EVENT, [{**_signup_event(req, outcome, now), "subscriber_id": subscriber_id}])
-    return outcome
-
-
-def _signup_event(req: SignupRequest, outcome: Outcome, now: datetime) -> dict[str, Any]:
-    """The consent event of a signup request, whatever its outcome."""
-    if outcome is Outcome.CAPPED:
-        log.error("confirmation mail not sent: CONFIRM_MAILS_PER_HOUR reached")
-    return consent.event(
-        None, req.address.hash, consent.SIGNUP, req.channel, req.origin,
-        language=req.language,
-        text_version=consent.text_version(req.consent_text, req.language),
-        details={"outcome": str(outcome), "topics": req.topics, "consent_text": req.consent_text},
-        now=now,
+def _new_reader(row: Row[Any]) -> Reader:
+    """A first signup for the address: a pending subscriber."""
+    reader = Reader(row.email_hash, None, SubscriberStatus.PENDING, new_nonce(), [])
+    at = row.received_at
+    reader.changes.update(
+        email=row.email, email_hash=row.email_hash, status=SubscriberStatus.PENDING, language=row.language,
+        topics=row.topics, confirm_nonce=reader.nonce, created_at=at, updated_at=at, confirm_requested_at=at,
+        last_signup_at=at, confirmations_sent=[],
     )
+    return reader
+
+
+def _known_request(reader: Reader, row: Row[Any], *, capped: bool) -> Outcome:
+    """A signup for an address we have (or had earlier in the batch)."""
+    at = row.received_at
+    reader.changes["last_signup_at"] = at
+    if reader.status is SubscriberStatus.CONFIRMED:
+        return Outcome.ALREADY_CONFIRMED
+    if recently_mailed(reader.sent, at):
+        if reader.status is SubscriberStatus.PENDING:
+            # Still the same reader: new choices, the latest mailed link stays
+            # good, and the purge counts from now.
+            reader.changes.update(topics=row.topics, language=row.language, confirm_requested_at=at, updated_at=at)
+        return Outcome.THROTTLED
+    if capped:
+        return Outcome.CAPPED
+    # A new nonce voids the links of earlier signups; back on an erased row,
+    # the address is stored again: it is a new consent.
+    reader.nonce = new_nonce()
+    reader.sent = [moment.isoformat() for moment in recent_sends(reader.sent, at)] + [at.isoformat()]
+    reader.changes.update(
+        confirm_nonce=reader.nonce, confirmations_sent=reader.sent, confirm_requested_at=at, topics=row.topics,
+        language=row.language, email=row.email, updated_at=at,
+    )
+    return Outcome.MAILED
+
+
+def _signup_event(row: Row[Any], outcome: Outcome) -> dict[str, Any]:
+    """The consent event of a signup request, whatever its outcome."""
+    origin = consent.Origin(ip=row.ip, user_agent=row.user_agent, source_page=row.source_page)
+    return consent.event(
+        None, row.email_hash, consent.SIGNUP, row.channel, origin,
+        language=row.language,
+        text_version=consent.text_version(row.consent_text, row.language),
+        details={"outcome": str(outcome), "topics": row.topics, "consent_text": row.consent_text},
+        now=row.received_at,
+    )
+
+
+class Conflict(Exception):
+    """Another writer changed what the batch read: read and apply it again."""
+
+
+class ClaimLost(Exception):
+    """Another worker took the batch over (its claim had expired): leave it to that one."""
+
+
+def apply_queue(app: Flask, *, limit: int = BATCH, stop: threading.Event | None = None) -> int:
+    """Apply every queued signup that no live worker holds; return how many (needs an app context).
+
+    Safe to run in several threads and processes at once.
+    """
+    engine = get_engine(app)
+    done = 0
+    while stop is None or not stop.is_set():
+        token, rows = claim_batch(engine, limit)
+        if rows:
+            done += apply_batch(app, engine, token, rows)
+        if len(rows) < limit:
+            break
+    return done
+
+
+def claim_batch(engine: Engine, limit: int = BATCH, now: datetime | None = None) -> tuple[str, list[Row[Any]]]:
+    """Claim up to ``limit`` queued requests for this worker: (its token, the rows, oldest first)."""
+    token, now = secrets.token_hex(16), now or utcnow()
+    with engine.begin() as conn:
+        rows = conn.execute(CLAIM, {"token": token, "now": now, "stale": now - CLAIM_TIMEOUT, "limit": limit}).all()
+    return token, sorted(rows, key=lambda row: row.id)
+
+
+def apply_batch(app: Flask, engine: Engine, token: str, rows: list[Row[Any]]) -> int:
+    """Apply claimed rows; return how many (0 if another worker took them over)."""
+    for attempt in range(ATTEMPTS):
+        with engine.connect() as conn:
+            plan = _plan(app.config, conn, rows)
+            try:
+                with conn.begin():
+                    mailed = _write(app.config, conn, token, rows, plan)
+            except ClaimLost:
+                log.warning("signup batch taken over by another worker (this one was too slow)")
+                return 0
+            except (Conflict, IntegrityError):
+                log.info("signup batch met another writer (attempt %d): applying it again", attempt + 1)
+                continue
+        if mailed:
+            notify_outbox(app)
+        return len(rows)
+    log.error("signup batch of %d requests not applied after %d attempts; it will be retried", len(rows), ATTEMPTS)
+    return 0
+
+
+def _plan(config: Mapping[str, Any], conn: Connection, rows: list[Row[Any]]) -> Plan:
+    """Read what the batch needs (outside any write transaction) and apply the rules."""
+    hashes = sorted({row.email_hash for row in rows})
+    known = {row.email_hash: Reader.known(row) for row in conn.execute(READ_SUBSCRIBERS, {"hashes": hashes})}
+    budget = hourly_budget(conn, config, utcnow())
+    conn.rollback()  # end the read (PostgreSQL opened a transaction for it)
+    return plan_batch(rows, known, budget)
+
+
+def _write(config: Mapping[str, Any], conn: Connection, token: str, rows: list[Row[Any]], plan: Plan) -> bool:
+    """The batch's one write transaction; True if it queued mail. Raises Conflict or ClaimLost."""
+    # Every mail is rendered, but for its token, before the first write: on
+    # SQLite the write lock is held from there to the commit.
+    templates = {(mail.language, mail.email): confirmation_template(config, mail.language).for_address(mail.email)
+                 for mail in plan.mails}
+    if conn.execute(RELEASE, {"ids": [row.id for row in rows], "token": token}).rowcount != len(rows):
+        raise ClaimLost
+    new = [reader for reader in plan.readers.values() if reader.id is None]
+    if new:
+        ids = {found.email_hash: found.id for found in conn.execute(
+            INSERT_SUBSCRIBERS, [reader.changes for reader in new])}
+        for reader in new:
+            reader.id = ids[reader.email_hash]
+    for reader in plan.readers.values():
+        if reader.read_status is not None and reader.changes:
+            _update(conn, reader)
+    if plan.mails:
+        conn.execute(INSERT_MAILS, [
+            templates[(mail.language, mail.email)].values(config, cast(int, mail.reader.id), mail.nonce)
+            for mail in plan.mails
+        ])
+    conn.execute(INSERT_EVENT, [{**values, "subscriber_id": reader.id} for reader, values in plan.events])
+    return bool(plan.mails)
+
+
+def _update(conn: Connection, reader: Reader) -> None:
+    """Write a known reader's changes, if its status and nonce are still those read."""
+    columns = frozenset(reader.changes)
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in columns}
+        # Kept as it is unless the settings changed (its onupdate would say they did).
+        values.setdefault("updated_at", SUBSCRIBERS.c.updated_at)
+        statement = _UPDATES[columns] = update(SUBSCRIBERS).where(
+            SUBSCRIBERS.c.id == bindparam("subscriber_id"),
+            SUBSCRIBERS.c.status == bindparam("read_status"),
+            SUBSCRIBERS.c.confirm_nonce == bindparam("read_nonce"),
+        ).values(values)
+    found = conn.execute(statement, {
+        "subscriber_id": reader.id, "read_status": reader.read_status, "read_nonce": reader.read_nonce,
+        **{f"new_{name}": value for name, value in reader.changes.items()},
+    }).rowcount
+    if found != 1:
+        raise Conflict
+
+
+def backlog(engine: Engine) -> int:
+    """How many signup requests wait in the queue."""
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(QUEUE)) or 0)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection
 
 from mailer.models import OutboundMail
@@ -39,22 +39,21 @@ def recently_mailed(confirmations_sent: list[str] | None, now: datetime) -> bool
     return len(recent) >= MAILS_PER_DAY or any(now - moment < MAIL_INTERVAL for moment in recent)
 
 
-def hourly_cap_reached(conn: Connection, config: Mapping[str, Any], newest_id: int | None, now: datetime) -> bool:
-    """True when the last hour's transactional mails reached CONFIRM_MAILS_PER_HOUR.
+def hourly_budget(conn: Connection, config: Mapping[str, Any], now: datetime) -> int:
+    """How many more transactional mails CONFIRM_MAILS_PER_HOUR allows this hour (0 or more).
 
     Counted from ids, not with COUNT(*), which would read every row of a
-    viral hour at every signup: the outbox's ids grow with time, so the
-    last hour's rows run from the first one after the start of the hour to
-    ``newest_id`` (read by the caller with its own first query). The first
-    one is looked up with the index at most once a minute per process.
-    Either way of being stale (deleted rows, a window start a minute old)
-    counts more rows, never fewer: the cap errs on the safe side.
+    viral hour at every batch: the outbox's ids grow with time, so the last
+    hour's rows run from the first one after the start of the hour to the
+    newest. The first one is looked up with the index at most once a minute
+    per process. Either way of being stale (deleted rows, a window start a
+    minute old) counts more rows, never fewer: the cap errs on the safe side.
     """
-    if newest_id is None:
-        return int(config["CONFIRM_MAILS_PER_HOUR"]) <= 0
-    first_id = _window_start(conn, now)
-    sent = 0 if first_id is None else newest_id - first_id + 1
-    return sent >= int(config["CONFIRM_MAILS_PER_HOUR"])
+    cap = int(config["CONFIRM_MAILS_PER_HOUR"])
+    newest_id = conn.execute(select(func.max(OUTBOX.c.id))).scalar()
+    first_id = None if newest_id is None else _window_start(conn, now)
+    sent = 0 if first_id is None or newest_id is None else newest_id - first_id + 1
+    return max(0, cap - sent)
 
 
 def _window_start(conn: Connection, now: datetime) -> int | None:

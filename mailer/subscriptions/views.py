@@ -1,7 +1,8 @@
 """The public pages: ``GET /``, ``POST /subscribe``, ``GET /privacy``.
 
-Handlers only parse, call the rules in ``signup.py`` and answer. The answer
-to a valid signup is the same page for every address, whatever its state.
+Handlers only parse, queue the signup (``signup.py``) and answer. The
+answer to a valid signup is the same page for every address, whatever its
+state: what the address gets is decided after the answer, from the queue.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import TooManyRequests
 
 from mailer.config import LOCALES
-from mailer.db import get_session
+from mailer.db import get_engine
 from mailer.security import csrf, limiter
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.forms import SignupForm, form_age, form_timestamp
-from mailer.subscriptions.mails import notify_outbox
-from mailer.subscriptions.signup import Outcome, SignupRequest, signup
+from mailer.subscriptions.signup import SignupRequest, enqueue
+from mailer.subscriptions.worker import notify_signups
 from mailer.topics import normalise_topics
 
 log = logging.getLogger("mailer.subscriptions")
@@ -105,8 +106,7 @@ def subscribe() -> Response | tuple[str, int]:
     if not valid or form_error or form.address is None:
         return _signup_page(form, form_error, 400)
     language = str(form.language.data)
-    session = get_session()
-    outcome = signup(session, current_app.config, SignupRequest(
+    enqueue(get_engine(), SignupRequest(
         address=form.address,
         topics=normalise_topics(current_app.config["TOPICS"], form.topics.data or []),
         language=language,
@@ -114,9 +114,7 @@ def subscribe() -> Response | tuple[str, int]:
         consent_text=consent.consent_text(current_app.config["SITE_NAME"], language),
         origin=consent.Origin.of(request),
     ))
-    session.commit()
-    if outcome is Outcome.MAILED:
-        notify_outbox()
+    notify_signups(current_app)
     return render_template("pages/check_inbox.html", address=form.address.display), 200
 
 

@@ -111,7 +111,7 @@ def test_a_forked_process_starts_its_own_thread(app: Flask, session: Session, sm
     worker = OutboxWorker(app, idle_seconds=0.2)
     parent_thread = threading.Thread(target=lambda: None)
     worker._thread = parent_thread  # what the parent left behind: not running here
-    monkeypatch.setattr("mailer.delivery.outbox.os.getpid", lambda: worker._pid + 1)
+    monkeypatch.setattr("mailer.background.os.getpid", lambda: worker._pid + 1)
     add_mail(session)
     worker.notify()
     assert worker._thread is not parent_thread

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from typing import Any
 from unittest import mock
 
@@ -13,8 +14,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailer.db import get_engine
 from mailer.models import ConsentEvent, OutboundMail, Subscriber
 from mailer.subscriptions.forms import form_timestamp
+from mailer.subscriptions.signup import SignupRequest, apply_queue, enqueue
 
 LINK = re.compile(r"http://newsletter\.test(/confirm/[A-Za-z0-9_.\-]+)")
 
@@ -31,6 +34,17 @@ def subscribe(client: FlaskClient, app: Flask, email: str, **fields: Any) -> Any
     data.update(fields)
     return client.post("/subscribe", data={k: v for k, v in data.items() if v is not None},
                        headers={"Accept-Language": "en", "Referer": "http://newsletter.test/"})
+
+
+def signup_at(app: Flask, req: SignupRequest, now: datetime | None = None) -> str:
+    """Queue ``req`` as received at ``now``, apply the queue at once; the request's outcome."""
+    with app.app_context():
+        enqueue(get_engine(app), req, now)
+        apply_queue(app)
+    with get_engine(app).connect() as conn:
+        details = conn.scalars(select(ConsentEvent.details).where(ConsentEvent.email_hash == req.address.hash)
+                               .order_by(ConsentEvent.id.desc()).limit(1)).one()
+    return str(details["outcome"])
 
 
 def subscriber(session: Session, email: str) -> Subscriber:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailer.models import utcnow
+from mailer.db import get_engine
+from mailer.models import ConsentEvent, Subscriber, utcnow
+from mailer.subscriptions import signup
 from mailer.subscriptions.addresses import parse_address
 from mailer.subscriptions.consent import FORM
-from mailer.subscriptions.signup import Outcome, SignupRequest, signup
-from tests.subscriptions.conftest import events, mails, subscribe, subscriber
+from mailer.subscriptions.signup import Outcome, SignupRequest, apply_queue, claim_batch, enqueue
+from mailer.tokens import confirm_token
+from tests.subscriptions.conftest import events, mails, signup_at, subscribe, subscriber
 
 
 def request_for(app: Flask, email: str) -> SignupRequest:
@@ -21,18 +27,34 @@ def request_for(app: Flask, email: str) -> SignupRequest:
     return SignupRequest(address=address, topics="", language="en", channel=FORM, consent_text="I agree")
 
 
+MINUTES = (0, 1, 5, 9, 11, 15, 25, 40, 300, 1000, 1439, 1441)
+
+
 def test_one_mail_per_ten_minutes_and_three_a_day(app: Flask, session: Session) -> None:
-    req, start = request_for(app, "victim@example.it"), utcnow()
-    outcomes = []
-    with app.test_request_context():
-        for minutes in (0, 1, 5, 9, 11, 15, 25, 40, 300, 1000, 1439, 1441):
-            outcomes.append((minutes, signup(session, app.config, req, now=start + timedelta(minutes=minutes))))
-            session.commit()
-    mailed = [minutes for minutes, outcome in outcomes if outcome is Outcome.MAILED]
+    req, start = request_for(app, "victim@example.it"), utcnow() - timedelta(days=2)
+    outcomes = [(minutes, signup_at(app, req, start + timedelta(minutes=minutes))) for minutes in MINUTES]
+    mailed = [minutes for minutes, outcome in outcomes if outcome == Outcome.MAILED]
     # 0, then 11 (10 minutes later), then 25; the 4th must wait until a day after the 1st.
     assert mailed == [0, 11, 25, 1441]
     assert len(mails(session)) == 4
     assert {o for _m, o in outcomes if _m not in mailed} == {Outcome.THROTTLED}
+
+
+def test_the_limits_hold_within_one_batch(app: Flask, session: Session) -> None:
+    """A flood queued faster than it is applied: the same rules, request by request, in memory."""
+    req, start = request_for(app, "victim@example.it"), utcnow() - timedelta(days=2)
+    for minutes in MINUTES:
+        enqueue(get_engine(app), req, start + timedelta(minutes=minutes))
+    with app.app_context():
+        assert apply_queue(app) == len(MINUTES)
+    outcomes = [e.details["outcome"] for e in events(session, req.address.hash)]
+    assert [m for m, outcome in zip(MINUTES, outcomes, strict=True) if outcome == "mailed"] == [0, 11, 25, 1441]
+    assert len(mails(session)) == 4
+    # The last mail's link is the one that works: its nonce is the subscriber's.
+    with app.app_context():
+        assert mails(session)[-1].html.count(confirm_token(
+            subscriber(session, "victim@example.it").id, subscriber(session, "victim@example.it").confirm_nonce,
+            app.config["SECRET_KEY"])) >= 1
 
 
 def test_many_requests_for_one_address_send_one_mail(app: Flask, client: FlaskClient, session: Session) -> None:
@@ -62,27 +84,56 @@ def test_global_hourly_cap(make_app, session: Session) -> None:  # type: ignore[
     assert events(session, capped.email_hash)[-1].details["outcome"] == "capped"
 
 
-def test_stale_read_cannot_send_twice(app: Flask, session: Session) -> None:
-    """Two requests that both read the row before either wrote: only one mails."""
-    from mailer.db import get_sessionmaker
-    from mailer.subscriptions.mails import confirmation_template
-    from mailer.subscriptions.signup import LOOKUP, _known_signup
+def test_the_hourly_cap_holds_within_one_batch(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(CONFIRM_MAILS_PER_HOUR=3)
+    for n in range(5):
+        enqueue(get_engine(app), request_for(app, f"reader{n}@example.it"))
+    with app.app_context():
+        assert apply_queue(app) == 5
+    assert len(mails(session)) == 3
+    assert [e.details["outcome"] for e in session.scalars(select(ConsentEvent).order_by(ConsentEvent.id))] == [
+        "mailed", "mailed", "mailed", "capped", "capped"]
 
-    req = request_for(app, "race@example.it")
-    with app.test_request_context():
-        signup(session, app.config, req, now=utcnow() - timedelta(hours=1))
-        session.commit()
-        other = get_sessionmaker(app)()
-        first = session.connection().execute(LOOKUP, {"email_hash": req.address.hash}).one()
-        second = other.connection().execute(LOOKUP, {"email_hash": req.address.hash}).one()
-        mail = confirmation_template(app.config, req.language).for_address(req.address.email)
-        outcomes = [_known_signup(session.connection(), app.config, req, utcnow(), False, first, mail)]
-        session.commit()
-        outcomes.append(_known_signup(other.connection(), app.config, req, utcnow(), False, second, mail))
-        other.commit()
-        other.close()
-    assert outcomes == [Outcome.MAILED, Outcome.THROTTLED]
+
+def _interleaved(app: Flask, monkeypatch: pytest.MonkeyPatch, email: str) -> list[str]:
+    """Two workers apply a request for ``email`` each; the second writes between the first's read and write."""
+    engine, req = get_engine(app), request_for(app, email)
+    enqueue(engine, req)
+    token_a, rows_a = claim_batch(engine)
+    enqueue(engine, req)
+    token_b, rows_b = claim_batch(engine)
+    real_plan, applied = signup._plan, []
+
+    def plan_then_the_other_worker(*args: Any) -> signup.Plan:
+        plan = real_plan(*args)
+        if not applied:
+            applied.append(0)
+            applied[0] = signup.apply_batch(app, engine, token_b, rows_b)
+        return plan
+
+    monkeypatch.setattr(signup, "_plan", plan_then_the_other_worker)
+    with app.app_context():
+        assert signup.apply_batch(app, engine, token_a, rows_a) == 1
+    assert applied == [1]
+    with engine.connect() as conn:
+        return [details["outcome"] for details in conn.scalars(
+            select(ConsentEvent.details).where(ConsentEvent.email_hash == req.address.hash).order_by(ConsentEvent.id))]
+
+
+def test_stale_read_of_a_known_address_cannot_send_twice(app: Flask, session: Session,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both workers read the pending reader (mailed an hour ago) before either wrote: one mails."""
+    signup_at(app, request_for(app, "race@example.it"), utcnow() - timedelta(hours=1))
+    assert _interleaved(app, monkeypatch, "race@example.it") == ["mailed", "mailed", "throttled"]
     assert len(mails(session)) == 2  # the first hour's mail and one more
+
+
+def test_stale_read_of_a_new_address_cannot_send_twice(app: Flask, session: Session,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both workers saw no subscriber: the second insert fails, and the batch is applied again."""
+    assert _interleaved(app, monkeypatch, "new-race@example.it") == ["mailed", "throttled"]
+    assert len(mails(session)) == 1
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
 
 
 def test_rate_limit_per_ip_on_both_routes(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
