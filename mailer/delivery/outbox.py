@@ -18,8 +18,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
 
 from flask import Flask
@@ -30,7 +28,7 @@ from mailer.db import get_sessionmaker
 from mailer.delivery.compose import envelope_address
 from mailer.delivery.dkim import DkimError, DkimSigner, signer_from_config
 from mailer.delivery.faults import Outcome, classify
-from mailer.delivery.message import MailSettings
+from mailer.delivery.message import MailSettings, transactional_mail
 from mailer.delivery.report import DeliveryError
 from mailer.delivery.smtp import SmtpTransport
 from mailer.delivery.smtp_url import parse_smtp_url
@@ -49,19 +47,16 @@ UNREACHABLE_CEILING = 300.0
 log = logging.getLogger("mailer.delivery.outbox")
 
 
-def build_mail(row: OutboundMail, settings: MailSettings) -> bytes:
-    """The row as a multipart/alternative message (plain, not yet dot-stuffed)."""
-    message = EmailMessage(policy=SMTP)
-    message["From"] = settings.from_header
-    message["To"] = row.to_address
-    message["Subject"] = row.subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = f"<outbox-{row.id}.{uuid.uuid4().hex[:12]}@{settings.domain}>"
-    # RFC 3834: a machine wrote this; auto-responders must not answer it.
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(row.text, cte="quoted-printable")
-    message.add_alternative(row.html, subtype="html", cte="quoted-printable")
-    return message.as_bytes()
+def build_mail(row: OutboundMail, settings: MailSettings, eightbit: bool = False) -> tuple[bytes, bool]:
+    """The row as a multipart/alternative message (plain, not yet dot-stuffed), and whether it is 8bit.
+
+    ``eightbit``: the server offers 8BITMIME (else quoted-printable).
+    """
+    return transactional_mail(
+        settings, to=row.to_address, subject=row.subject, text=row.text, html=row.html, eightbit=eightbit,
+        message_id=f"<outbox-{row.id}.{uuid.uuid4().hex[:12]}@{settings.domain}>",
+        date=format_datetime(datetime.now(UTC)),
+    )
 
 
 def send_outbox(app: Flask, *, transport: Transport | None = None, limit: int = 100) -> int:
@@ -142,11 +137,14 @@ def _send_one(app: Flask, mail_id: int, attempts: int, settings: MailSettings, s
     if address is None:
         _finish(app, mail_id, sent=False, error=problem, retry=None)
         return 0
-    message = build_mail(row, settings)
+    # The first mail of a connection finds it not yet open: quoted-printable then.
+    message, eightbit = build_mail(row, settings, transport.eightbit)
     if signer is not None:
         message = signer.sign(message)
     try:
-        options = ["SMTPUTF8"] if not address.isascii() else []
+        options = ["BODY=8BITMIME"] if eightbit else []
+        if not address.isascii():
+            options.append("SMTPUTF8")
         reply = transport.send(settings.envelope_from, address, wire_form(message), options=options)
     except DeliveryError as exc:
         _finish(app, mail_id, sent=False, error=str(exc), retry=_backoff(attempts + 1))

@@ -59,6 +59,26 @@ def test_notify_sends_the_row_from_a_thread(app: Flask, session: Session, smtp_s
     assert row.sent_at is not None and row.attempts == 1 and row.last_error is None
 
 
+def test_the_first_mail_of_a_connection_is_quoted_printable_the_next_8bit(
+    app: Flask, session: Session, smtp_server: SmtpSink
+) -> None:
+    """The mail is built before the connection says whether it takes 8BITMIME: both forms read the same."""
+    for n in range(2):
+        add_mail(session, to=f"reader{n}@example.org")
+    assert send_outbox(app) == 2
+    first, second = smtp_server.wait_for(2)
+    assert b"Content-Transfer-Encoding: quoted-printable" in first.data and first.data.isascii()
+    assert b"Content-Transfer-Encoding: 8bit" in second.data and "àè".encode() in second.data
+    for received in (first, second):
+        message = received.message
+        assert message["Auto-Submitted"] == "auto-generated" and "List-Unsubscribe" not in message
+        plain, rich = message.get_body(("plain",)), message.get_body(("html",))
+        assert plain is not None and rich is not None
+        assert plain.get_content().replace("\r\n", "\n") == "Conferma: http://newsletter.test/confirm/abc — àè\n.\n"
+        assert rich.get_content().replace("\r\n", "\n") == (
+            "<p>Conferma: <a href=\"http://newsletter.test/confirm/abc\">qui</a> — àè</p>\n")
+
+
 def test_a_temporary_failure_is_retried_with_backoff(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
     mail_id = add_mail(session)
     smtp_server.reply_to_data("451 4.3.0 Try again later")
