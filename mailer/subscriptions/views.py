@@ -7,11 +7,12 @@ state: what the address gets is decided after the answer, from the queue.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from flask import Response, current_app, g, render_template, request
+from flask import Response, current_app, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_babel import refresh
 from flask_wtf.csrf import CSRFError
@@ -19,20 +20,32 @@ from werkzeug.exceptions import TooManyRequests
 
 from mailer.config import LOCALES
 from mailer.db import get_engine
-from mailer.security import csrf, limiter
+from mailer.security import csrf
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.forms import SignupForm, form_age, form_timestamp
 from mailer.subscriptions.signup import SignupRequest, enqueue
+from mailer.subscriptions.throttle import ip_budget
 from mailer.subscriptions.worker import notify_signups
 from mailer.topics import normalise_topics
 
 log = logging.getLogger("mailer.subscriptions")
 
-# One budget per IP for both signup routes, so alternating them gains nothing.
-signup_limit = limiter.shared_limit(lambda: str(current_app.config["SIGNUP_LIMIT"]), scope="signup", methods=["POST"])
-
-
 View = TypeVar("View", bound=Callable[..., Any])
+
+
+def signup_limit(view: View) -> View:
+    """The per-IP limit on a signup route: one budget for both, so alternating them gains nothing."""
+
+    @functools.wraps(view)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        if request.method == "POST":
+            wait = ip_budget()
+            if wait is not None:
+                g.retry_after = wait
+                raise TooManyRequests
+        return view(*args, **kwargs)
+
+    return cast(View, limited)
 
 
 def csrf_exempt(view: View) -> View:
@@ -133,12 +146,14 @@ def _csrf_failed(error: CSRFError) -> tuple[str, int]:
 
 
 @bp.errorhandler(TooManyRequests)
-def _too_many(error: TooManyRequests) -> Response | tuple[str, int]:
-    """429 (Flask-Limiter adds Retry-After): JSON for the API, a page for people."""
+def _too_many(error: TooManyRequests) -> Response:
+    """429 with Retry-After: JSON for the API, a page for people."""
     if request.path.startswith("/api/"):
-        from flask import jsonify
-
         message = _("Too many signups from your network. Please try again later.")
-        return current_app.make_response((jsonify(error="rate_limited", message=message), 429))
-    return error_page(429, _("Too many attempts"),
-                      _("Too many signups came from your network. Please wait a few minutes and try again."))
+        response = current_app.make_response((jsonify(error="rate_limited", message=message), 429))
+    else:
+        response = current_app.make_response(error_page(
+            429, _("Too many attempts"),
+            _("Too many signups came from your network. Please wait a few minutes and try again.")))
+    response.headers["Retry-After"] = str(g.get("retry_after", 60))
+    return response
