@@ -1,4 +1,4 @@
-"""``GET /healthz``: is the database answering?"""
+"""``GET /healthz``: is the database answering, and is the signup queue moving?"""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """200 with ``{"database": "ok"}``, or 503 naming the problem."""
+    """200 with ``{"database": "ok", "signup_queue": n}``, or 503 naming the problem.
+
+    ``signup_queue``: signups waiting to be applied; normally 0, a few
+    hundred during a flood. A number that keeps growing is worth an alert.
+    """
     try:
-        get_session().execute(text("SELECT 1"))
+        waiting = get_session().execute(text("SELECT COUNT(*) FROM signup_queue")).scalar()
     except SQLAlchemyError as exc:
         return jsonify(status="error", database="down", error=type(exc).__name__), 503
-    return jsonify(status="ok", database="ok"), 200
+    return jsonify(status="ok", database="ok", signup_queue=waiting), 200

@@ -15,7 +15,14 @@ from mailer.db import get_engine
 def test_healthz_is_200_with_the_database_up(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "signup_queue": 0}
+
+
+def test_healthz_counts_the_signups_waiting(app: Flask) -> None:
+    app.extensions.pop("mailer.signups")  # no worker: the request's row stays queued
+    client = app.test_client()
+    assert client.post("/api/subscribe", json={"email": "waiting@example.it", "consent": True}).status_code == 202
+    assert client.get("/healthz").get_json()["signup_queue"] == 1
 
 
 @pytest.mark.parametrize("url", [
