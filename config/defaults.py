@@ -41,6 +41,10 @@ CAPTURE_SMTP_PORT = 2525
 CAPTURE_MAILDIR = None  # None: instance/captured-mail
 # Envelope sender (Return-Path) for bounces; None: the address in FROM.
 BOUNCE_ADDRESS = None
+# A Maildir where the bounce address's mail lands (Postfix, Dovecot): the
+# scheduler reads its bounce reports every few minutes. None: not read.
+BOUNCE_MAILDIR = None
+BOUNCE_MINUTES = 5
 LIST_ID = "Notizie Tech <digest.newsletter.localhost>"
 # Topics readers can choose; feed categories are matched against the aliases.
 TOPICS = {

@@ -24,6 +24,7 @@ digest_cli = AppGroup("digest", help="Compose, preview and send the weekly diges
 subscribers_cli = AppGroup("subscribers", help="Import and export subscribers.")
 scheduler_cli = AppGroup("scheduler", help="Run the scheduler.")
 admin_cli = AppGroup("admin", help="Manage admin accounts.")
+bounces_cli = AppGroup("bounces", help="Read the bounce reports that come back by mail.")
 
 
 def fail(message: str, status: int = 1) -> None:
@@ -212,6 +213,31 @@ def admin_password(email: str, password_stdin: bool) -> None:
     click.echo(f"password of admin {email} changed")
 
 
+@bounces_cli.command("process")
+@click.argument("paths", nargs=-1, required=True)
+def bounces_process(paths: tuple[str, ...]) -> None:
+    """Record the bounce reports (DSN) in PATHS and suppress hard-bounced readers.
+
+    PATHS are mail files, Maildirs (their new/ mails, moved to cur/ once
+    read) or - for one mail on standard input (a Postfix pipe transport).
+    Exit 0 when every mail was read, whatever it said; 1 when a path cannot
+    be read; 75 when the database cannot be written (Postfix retries).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailer import scheduler
+    from mailer.delivery.bounces import read_paths
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    stdin = sys.stdin.buffer.read() if "-" in paths else None
+    try:
+        scheduler.process_bounce_mail(app, read_paths(paths, stdin), echo=click.echo)
+    except OSError as exc:
+        fail(f"cannot read {exc.filename}: {exc.strerror}")
+    except SQLAlchemyError as exc:
+        fail(f"the database cannot be written ({type(exc).__name__}): try again later", EX_TEMPFAIL)
+
+
 @click.command("devserver")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
@@ -224,6 +250,6 @@ def devserver(host: str, port: int) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the command groups."""
-    for group in (db_cli, feeds_cli, digest_cli, subscribers_cli, scheduler_cli, admin_cli):
+    for group in (db_cli, feeds_cli, digest_cli, subscribers_cli, scheduler_cli, admin_cli, bounces_cli):
         app.cli.add_command(group)
     app.cli.add_command(devserver)

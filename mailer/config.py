@@ -123,6 +123,12 @@ def _existing_file(value: str) -> str:
     return value
 
 
+def _maildir(value: str) -> str:
+    if not (Path(value) / "new").is_dir() or not (Path(value) / "cur").is_dir():
+        raise ValueError("not a Maildir (no new/ and cur/ folders)")
+    return value
+
+
 def _limit(value: str) -> str:
     from limits import parse_many
 
@@ -166,6 +172,8 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "PROXY_FIX_HOPS": _hops,
     # Beyond the contract: the envelope sender, where bounces go (docs/deploy.md).
     "BOUNCE_ADDRESS": _bare_address,
+    # Beyond the contract: the Maildir of the bounce address, read by the scheduler.
+    "BOUNCE_MAILDIR": _maildir,
     # Beyond the contract: the site's identity in pages and mails.
     "SITE_NAME": _text,
     "SITE_URL": _base_url,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +26,7 @@ from flask import Flask
 from mailer.crontab import cron_trigger
 from mailer.db import get_sessionmaker, session_scope
 from mailer.delivery import DeliveryReport, deliver, send_outbox
+from mailer.delivery.bounces import Source, mark_read, read_paths, record_bounce
 from mailer.digest import compose_digest
 from mailer.feeds import FetchResult, fetch_all_feeds, sync_configured_feeds
 from mailer.models import utcnow
@@ -75,6 +76,26 @@ def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print,
         return report
 
 
+def process_bounce_mail(app: Flask, sources: Iterable[Source], echo: Callable[[str], None] = print) -> int:
+    """Record the bounce reports that came back by mail, then suppress the hard-bounced readers.
+
+    Each mail is committed before it is marked read (a Maildir's new/ to
+    cur/), so a crash in between reads it again, which changes nothing.
+    Returns how many readers were suppressed.
+    """
+    with app.app_context():
+        for source in sources:
+            with session_scope(app) as session:
+                lines = record_bounce(session, source.raw)
+            mark_read(source)
+            for line in lines:
+                echo(f"{source.name}: {line}")
+        with session_scope(app) as session:
+            count = suppress_bounced(session)
+    echo(f"{count} readers suppressed after a hard bounce")
+    return count
+
+
 def _suppress_bounced(app: Flask, echo: Callable[[str], None]) -> None:
     """Readers whose address hard-bounced get no further digest."""
     with session_scope(app) as session:
@@ -121,6 +142,13 @@ def signups_job(app: Flask, stop: threading.Event) -> None:
         log.info("applied %d queued signups", applied)
 
 
+def bounces_job(app: Flask, stop: threading.Event) -> None:
+    """Read the bounce reports in MAILER_BOUNCE_MAILDIR, if set."""
+    maildir = app.config.get("BOUNCE_MAILDIR")
+    if maildir:
+        process_bounce_mail(app, read_paths([maildir]), echo=log.info)
+
+
 def outbox_job(app: Flask, stop: threading.Event) -> None:
     """Send the confirmation mails the web app left behind (it died, SMTP was down)."""
     sent = send_outbox(app)
@@ -140,6 +168,7 @@ JOBS = [
     Job("purge", purge_job, lambda c: cron_trigger(PURGE_SCHEDULE, c["TIMEZONE"]), lock="purge", cron=True),
     Job("signups", signups_job, _every("SIGNUP_QUEUE_MINUTES", 1), lock="signups"),
     Job("outbox", outbox_job, _every("OUTBOX_MINUTES", 1), lock="outbox"),
+    Job("bounces", bounces_job, _every("BOUNCE_MINUTES", 5), lock="bounces"),
 ]
 
 

@@ -65,7 +65,7 @@ def test_the_jobs_are_scheduled_in_the_time_zone_with_coalescing(app: Flask) -> 
     app.config.update(DIGEST_SCHEDULE="0 8 * * mon", FEED_INTERVAL=30)
     scheduler = build_scheduler(app, new_scheduler(app, BackgroundScheduler), JOBS, threading.Event())
     jobs = {j.id: j for j in scheduler.get_jobs()}
-    assert set(jobs) == {"digest", "deliveries", "feeds", "purge", "signups", "outbox", "catch-up"}
+    assert set(jobs) == {"digest", "deliveries", "feeds", "purge", "signups", "outbox", "bounces", "catch-up"}
     for name in ("digest", "deliveries", "feeds", "purge", "signups", "outbox"):
         assert jobs[name].coalesce is True
         assert jobs[name].max_instances == 1
