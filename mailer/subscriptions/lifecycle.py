@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from mailer.models import Delivery, OutboundMail, Subscriber, SubscriberStatus, utcnow
+from mailer.models import Delivery, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import display_address
 from mailer.subscriptions.signup import new_nonce
@@ -132,6 +132,11 @@ def erase(
     consent.scrub(session, subscriber.email_hash)
     # Transactional mails and SMTP replies quote the address.
     session.execute(delete(OutboundMail).where(OutboundMail.subscriber_id == subscriber.id))
+    # A signup typed in before this erasure and not yet applied (normally
+    # milliseconds) must not bring the address back after it: its queued row
+    # goes, and a batch that already holds it skips it (signup.plan_batch).
+    session.execute(delete(QueuedSignup).where(QueuedSignup.email_hash == subscriber.email_hash,
+                                               QueuedSignup.claimed_by.is_(None)))
     session.execute(
         update(Delivery).where(Delivery.subscriber_id == subscriber.id).values(last_reply=None),
         execution_options={"synchronize_session": False},

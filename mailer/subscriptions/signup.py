@@ -3,9 +3,10 @@
 A request only validates and queues (``enqueue``: one INSERT into
 ``signup_queue``, then the answer). ``apply_queue`` applies the queue in
 batches, from the web app's signup worker thread (``worker.py``) and from
-the scheduler: per batch, one read of the subscribers concerned, the rules
-applied in memory, then one short write transaction (the subscribers, the
-consent events, the confirmation mails) that also deletes the batch. So
+the scheduler: per batch, one read of the subscribers concerned, then one
+short write transaction that deletes the batch, applies the rules in
+memory and writes the outcome (the subscribers, the consent events, the
+confirmation mails). So
 
 - the request costs what a one-row insert costs, and is the same request,
   statement for statement and in time, whatever the address's state;
@@ -45,6 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from mailer.db import get_engine
+from mailer.locks import advisory_key
 from mailer.models import QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import Address
@@ -82,11 +84,12 @@ RELEASE = delete(QUEUE).where(QUEUE.c.id.in_(bindparam("ids", expanding=True)),
                               QUEUE.c.claimed_by == bindparam("token"))
 READ_SUBSCRIBERS = select(
     SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_hash, SUBSCRIBERS.c.status, SUBSCRIBERS.c.confirm_nonce,
-    SUBSCRIBERS.c.confirmations_sent,
+    SUBSCRIBERS.c.confirmations_sent, SUBSCRIBERS.c.unsubscribed_at,
 ).where(SUBSCRIBERS.c.email_hash.in_(bindparam("hashes", expanding=True)))
 INSERT_SUBSCRIBERS = insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_hash,
                                                    sort_by_parameter_order=True)
 INSERT_MAILS = insert(OUTBOX)
+BATCH_LOCK = select(func.pg_advisory_xact_lock(advisory_key("signup-batches")))
 _UPDATES: dict[frozenset[str], Any] = {}
 
 
@@ -143,13 +146,15 @@ class Reader:
     read_status: SubscriberStatus | None = None
     read_nonce: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)
+    erased_at: datetime | None = None
 
     @classmethod
     def known(cls, row: Row[Any]) -> Reader:
         """A subscriber read from the database."""
         status = SubscriberStatus(row.status)
         return cls(row.email_hash, row.id, status, row.confirm_nonce, list(row.confirmations_sent or []),
-                   read_status=status, read_nonce=row.confirm_nonce)
+                   read_status=status, read_nonce=row.confirm_nonce,
+                   erased_at=row.unsubscribed_at if status is SubscriberStatus.ERASED else None)
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,10 @@ def plan_batch(rows: Sequence[Row[Any]], known: Mapping[str, Reader], budget: in
     plan = Plan(readers=dict(known))
     for row in rows:
         reader = plan.readers.get(row.email_hash)
+        if reader is not None and reader.erased_at is not None and row.received_at <= reader.erased_at:
+            # Typed in before the reader asked to be erased: the erasure wins,
+            # and nothing of the request is kept.
+            continue
         if reader is None:
             reader = plan.readers[row.email_hash] = _new_reader(row)
             outcome = Outcome.CAPPED if budget <= 0 else Outcome.MAILED
@@ -283,10 +292,10 @@ def apply_batch(app: Flask, engine: Engine, token: str, rows: list[Row[Any]]) ->
     """Apply claimed rows; return how many (0 if another worker took them over)."""
     for attempt in range(ATTEMPTS):
         with engine.connect() as conn:
-            plan = _plan(app.config, conn, rows)
+            known = _read(conn, rows)
             try:
                 with conn.begin():
-                    mailed = _write(app.config, conn, token, rows, plan)
+                    mailed = _write(app.config, conn, token, rows, known)
             except ClaimLost:
                 log.warning("signup batch taken over by another worker (this one was too slow)")
                 return 0
@@ -300,23 +309,28 @@ def apply_batch(app: Flask, engine: Engine, token: str, rows: list[Row[Any]]) ->
     return 0
 
 
-def _plan(config: Mapping[str, Any], conn: Connection, rows: list[Row[Any]]) -> Plan:
-    """Read what the batch needs (outside any write transaction) and apply the rules."""
+def _read(conn: Connection, rows: list[Row[Any]]) -> dict[str, Reader]:
+    """The subscribers of the batch's addresses, read outside any write transaction."""
     hashes = sorted({row.email_hash for row in rows})
     known = {row.email_hash: Reader.known(row) for row in conn.execute(READ_SUBSCRIBERS, {"hashes": hashes})}
-    budget = hourly_budget(conn, config, utcnow())
     conn.rollback()  # end the read (PostgreSQL opened a transaction for it)
-    return plan_batch(rows, known, budget)
+    return known
 
 
-def _write(config: Mapping[str, Any], conn: Connection, token: str, rows: list[Row[Any]], plan: Plan) -> bool:
-    """The batch's one write transaction; True if it queued mail. Raises Conflict or ClaimLost."""
-    # Every mail is rendered, but for its token, before the first write: on
-    # SQLite the write lock is held from there to the commit.
-    templates = {(mail.language, mail.email): confirmation_template(config, mail.language).for_address(mail.email)
-                 for mail in plan.mails}
+def _write(config: Mapping[str, Any], conn: Connection, token: str, rows: list[Row[Any]],
+           known: Mapping[str, Reader]) -> bool:
+    """The batch's one write transaction; True if it queued mail. Raises Conflict or ClaimLost.
+
+    Batches write one at a time: on SQLite the first write takes the
+    database's write lock, on PostgreSQL a transaction-level advisory lock
+    follows it. So the hourly budget, read after that, is exact, and two
+    batches never insert the same new addresses in a crossed order.
+    """
     if conn.execute(RELEASE, {"ids": [row.id for row in rows], "token": token}).rowcount != len(rows):
         raise ClaimLost
+    if conn.dialect.name == "postgresql":
+        conn.execute(BATCH_LOCK)
+    plan = plan_batch(rows, known, hourly_budget(conn, config, utcnow()))
     new = [reader for reader in plan.readers.values() if reader.id is None]
     if new:
         ids = {found.email_hash: found.id for found in conn.execute(
@@ -328,10 +342,12 @@ def _write(config: Mapping[str, Any], conn: Connection, token: str, rows: list[R
             _update(conn, reader)
     if plan.mails:
         conn.execute(INSERT_MAILS, [
-            templates[(mail.language, mail.email)].values(config, cast(int, mail.reader.id), mail.nonce)
+            confirmation_template(config, mail.language).for_address(mail.email)
+            .values(config, cast(int, mail.reader.id), mail.nonce)
             for mail in plan.mails
         ])
-    conn.execute(INSERT_EVENT, [{**values, "subscriber_id": reader.id} for reader, values in plan.events])
+    if plan.events:
+        conn.execute(INSERT_EVENT, [{**values, "subscriber_id": reader.id} for reader, values in plan.events])
     return bool(plan.mails)
 
 

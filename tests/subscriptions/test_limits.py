@@ -95,43 +95,57 @@ def test_the_hourly_cap_holds_within_one_batch(make_app, session: Session) -> No
         "mailed", "mailed", "mailed", "capped", "capped"]
 
 
-def _interleaved(app: Flask, monkeypatch: pytest.MonkeyPatch, email: str) -> list[str]:
-    """Two workers apply a request for ``email`` each; the second writes between the first's read and write."""
-    engine, req = get_engine(app), request_for(app, email)
-    enqueue(engine, req)
-    token_a, rows_a = claim_batch(engine)
-    enqueue(engine, req)
-    token_b, rows_b = claim_batch(engine)
-    real_plan, applied = signup._plan, []
+def _interleaved(app: Flask, monkeypatch: pytest.MonkeyPatch, first: list[str], second: list[str]) -> list[str]:
+    """Two workers apply a batch each (``first``, ``second``); the second writes between the first's read and write.
 
-    def plan_then_the_other_worker(*args: Any) -> signup.Plan:
-        plan = real_plan(*args)
+    Returns the outcomes in the consent log: the second batch's, then the first's.
+    """
+    engine = get_engine(app)
+    batches = []
+    for emails in (first, second):
+        for email in emails:
+            enqueue(engine, request_for(app, email))
+        batches.append(claim_batch(engine))
+    (token_a, rows_a), (token_b, rows_b) = batches
+    real_read, applied = signup._read, []
+
+    def read_then_the_other_worker(*args: Any) -> dict[str, signup.Reader]:
+        known = real_read(*args)
         if not applied:
             applied.append(0)
             applied[0] = signup.apply_batch(app, engine, token_b, rows_b)
-        return plan
+        return known
 
-    monkeypatch.setattr(signup, "_plan", plan_then_the_other_worker)
+    monkeypatch.setattr(signup, "_read", read_then_the_other_worker)
     with app.app_context():
-        assert signup.apply_batch(app, engine, token_a, rows_a) == 1
-    assert applied == [1]
+        assert signup.apply_batch(app, engine, token_a, rows_a) == len(first)
+    assert applied == [len(second)]
     with engine.connect() as conn:
-        return [details["outcome"] for details in conn.scalars(
-            select(ConsentEvent.details).where(ConsentEvent.email_hash == req.address.hash).order_by(ConsentEvent.id))]
+        return [details["outcome"] for details in conn.scalars(select(ConsentEvent.details).order_by(ConsentEvent.id))]
 
 
 def test_stale_read_of_a_known_address_cannot_send_twice(app: Flask, session: Session,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Both workers read the pending reader (mailed an hour ago) before either wrote: one mails."""
     signup_at(app, request_for(app, "race@example.it"), utcnow() - timedelta(hours=1))
-    assert _interleaved(app, monkeypatch, "race@example.it") == ["mailed", "mailed", "throttled"]
+    assert _interleaved(app, monkeypatch, ["race@example.it"], ["race@example.it"]) == ["mailed", "mailed", "throttled"]
     assert len(mails(session)) == 2  # the first hour's mail and one more
+
+
+def test_the_hourly_cap_holds_between_concurrent_batches(make_app, session: Session,  # type: ignore[no-untyped-def]
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both workers saw the whole budget; the second to write reads it again, inside its transaction."""
+    app = make_app(CONFIRM_MAILS_PER_HOUR=4)
+    outcomes = _interleaved(app, monkeypatch, ["a@example.it", "b@example.it", "c@example.it"],
+                            ["d@example.it", "e@example.it", "f@example.it"])
+    assert outcomes == ["mailed", "mailed", "mailed", "mailed", "capped", "capped"]
+    assert len(mails(session)) == 4
 
 
 def test_stale_read_of_a_new_address_cannot_send_twice(app: Flask, session: Session,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Both workers saw no subscriber: the second insert fails, and the batch is applied again."""
-    assert _interleaved(app, monkeypatch, "new-race@example.it") == ["mailed", "throttled"]
+    assert _interleaved(app, monkeypatch, ["new-race@example.it"], ["new-race@example.it"]) == ["mailed", "throttled"]
     assert len(mails(session)) == 1
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from mailer import scheduler
 from mailer.db import get_engine
 from mailer.models import ConsentEvent, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
-from mailer.subscriptions import signup, worker
+from mailer.subscriptions import erase, signup, worker
 from mailer.subscriptions.signup import apply_batch, apply_queue, backlog, claim_batch, enqueue
 from mailer.subscriptions.worker import SignupWorker
 from tests.subscriptions.conftest import mails, subscriber
@@ -166,3 +166,31 @@ def test_a_forked_process_starts_its_own_thread(app: Flask, session: Session, mo
     assert thread_worker.wait_idle(10)
     assert subscriber(session, "forked@example.it")
     thread_worker.stop()
+
+
+def test_a_signup_queued_before_an_erasure_does_not_bring_the_address_back(app: Flask, session: Session) -> None:
+    engine = get_engine(app)
+    req = request_for(app, "forget-me@example.it")
+    enqueue(engine, req, utcnow() - timedelta(hours=1))
+    with app.app_context():
+        apply_queue(app)
+        enqueue(engine, req)  # still waiting in the queue...
+        enqueue(engine, req)
+        token, rows = claim_batch(engine, limit=1)  # ...one of them already in a worker's hands
+        reader = subscriber(session, "forget-me@example.it")
+        assert erase(session, reader, channel="link")  # ...when the reader asks to be erased
+        session.commit()
+        assert backlog(engine) == 1  # the unclaimed request went with the erasure
+        assert apply_batch(app, engine, token, rows) == 1  # the claimed one is skipped
+    session.expire_all()
+    assert session.scalars(select(Subscriber.email)).all() == [None]
+    assert [e.action for e in session.scalars(select(ConsentEvent).order_by(ConsentEvent.id))] == [
+        "signup", "erasure"]
+    assert {e.ip for e in session.scalars(select(ConsentEvent))} == {None}
+    # A signup typed in after the erasure is a new consent, as ever.
+    enqueue(engine, req)
+    with app.app_context():
+        assert apply_queue(app) == 1
+    # The address is stored again, with a fresh confirmation mail; the status changes when it is confirmed.
+    assert subscriber(session, "forget-me@example.it").status is SubscriberStatus.ERASED
+    assert len(mails(session)) == 1
