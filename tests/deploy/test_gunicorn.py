@@ -98,6 +98,59 @@ def test_two_workers_start_cleanly_and_answer_healthz(deployed_database: str, sm
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+def test_a_flood_of_signups_through_two_workers_is_applied_whole(
+    deployed_database: str, smtp_server, tmp_path: Path
+) -> None:
+    """Signups answered by both workers at once: each applied once by their threads, none lost."""
+    port = free_port()
+    env = environment(deployed_database, smtp_server.url, tmp_path, MAILER_SIGNUP_LIMIT="10000/minute")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not answer"
+            time.sleep(0.1)
+
+        def sign_up(number: int) -> int:
+            # 150 addresses, each typed twice: the second is throttled, never mailed twice.
+            body = {"email": f"flood-{number % 150}@example.org", "consent": True}
+            return httpx.post(f"{base}/api/subscribe", json=body, timeout=30).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(sign_up, range(300))) == {202}
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{base}/healthz", timeout=5).json()["signup_queue"]:
+            assert time.monotonic() < deadline, "the signup queue was not applied"
+            time.sleep(0.1)
+        delivered = smtp_server.wait_for(150, timeout=60)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    assert "Traceback" not in output, output
+    assert sorted(r for m in delivered for r in m.rcpt_tos) == sorted(f"flood-{n}@example.org" for n in range(150))
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(deployed_database)
+    with engine.connect() as conn:
+        outcomes = dict(conn.execute(text(
+            "SELECT json_extract(details, '$.outcome'), COUNT(*) FROM consent_events GROUP BY 1"
+            if deployed_database.startswith("sqlite") else
+            "SELECT details->>'outcome', COUNT(*) FROM consent_events GROUP BY 1")).all())
+        readers = conn.execute(text("SELECT COUNT(*) FROM subscribers")).scalar()
+    engine.dispose()
+    assert readers == 150
+    assert outcomes == {"mailed": 150, "throttled": 150}
+
+
 def test_json_access_log(database_url: str, smtp_server, tmp_path: Path) -> None:
     port = free_port()
     env = environment(database_url, smtp_server.url, tmp_path, MAILER_LOG_JSON="1")
