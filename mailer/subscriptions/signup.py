@@ -177,13 +177,13 @@ class Plan:
     events: list[tuple[Reader, dict[str, Any]]] = field(default_factory=list)
 
 
-def plan_batch(rows: Sequence[Row[Any]], known: Mapping[str, Reader], budget: int) -> Plan:
+def plan_batch(rows: Sequence[Row[Any]], known: Mapping[str, Row[Any]], budget: int) -> Plan:
     """Apply the rules to ``rows`` (queued requests, oldest first), in memory.
 
-    ``known``: the subscribers of these addresses; ``budget``: how many more
-    confirmation mails the hourly cap allows.
+    ``known``: the subscribers of these addresses, as read; ``budget``: how
+    many more confirmation mails the hourly cap allows.
     """
-    plan = Plan(readers=dict(known))
+    plan = Plan(readers={email_hash: Reader.known(row) for email_hash, row in known.items()})
     for row in rows:
         reader = plan.readers.get(row.email_hash)
         if reader is not None and reader.erased_at is not None and row.received_at <= reader.erased_at:
@@ -290,12 +290,14 @@ def claim_batch(engine: Engine, limit: int = BATCH, now: datetime | None = None)
 
 def apply_batch(app: Flask, engine: Engine, token: str, rows: list[Row[Any]]) -> int:
     """Apply claimed rows; return how many (0 if another worker took them over)."""
+    config = app.config
     for attempt in range(ATTEMPTS):
         with engine.connect() as conn:
-            known = _read(conn, rows)
+            known, budget = _read(config, conn, rows)
+            plan = plan_batch(rows, known, budget)
             try:
                 with conn.begin():
-                    mailed = _write(app.config, conn, token, rows, known)
+                    mailed = _write(config, conn, token, rows, known, plan)
             except ClaimLost:
                 log.warning("signup batch taken over by another worker (this one was too slow)")
                 return 0
@@ -309,29 +311,36 @@ def apply_batch(app: Flask, engine: Engine, token: str, rows: list[Row[Any]]) ->
     return 0
 
 
-def _read(conn: Connection, rows: list[Row[Any]]) -> dict[str, Reader]:
-    """The subscribers of the batch's addresses, read outside any write transaction."""
+def _read(config: Mapping[str, Any], conn: Connection, rows: list[Row[Any]]) -> tuple[dict[str, Row[Any]], int]:
+    """The subscribers of the batch's addresses and the hourly budget, read outside any write transaction."""
     hashes = sorted({row.email_hash for row in rows})
-    known = {row.email_hash: Reader.known(row) for row in conn.execute(READ_SUBSCRIBERS, {"hashes": hashes})}
+    known = {row.email_hash: row for row in conn.execute(READ_SUBSCRIBERS, {"hashes": hashes})}
+    budget = hourly_budget(conn, config, utcnow())
     conn.rollback()  # end the read (PostgreSQL opened a transaction for it)
-    return known
+    return known, budget
 
 
 def _write(config: Mapping[str, Any], conn: Connection, token: str, rows: list[Row[Any]],
-           known: Mapping[str, Reader]) -> bool:
+           known: Mapping[str, Row[Any]], plan: Plan) -> bool:
     """The batch's one write transaction; True if it queued mail. Raises Conflict or ClaimLost.
 
-    Batches write one at a time: on SQLite the first write takes the
-    database's write lock, on PostgreSQL a transaction-level advisory lock
-    follows it. So the hourly budget, read after that, is exact, and two
-    batches never insert the same new addresses in a crossed order.
+    The plan was made before, so that the write lock (the whole database on
+    SQLite) is held only for the writes. Batches write one at a time (on
+    SQLite that lock, on PostgreSQL a transaction-level advisory lock), so
+    the hourly budget read again here is exact: when another batch spent
+    it meanwhile, the rules run again with what is left.
     """
+    templates = {(mail.language, mail.email): confirmation_template(config, mail.language).for_address(mail.email)
+                 for mail in plan.mails}
     if conn.execute(RELEASE, {"ids": [row.id for row in rows], "token": token}).rowcount != len(rows):
         raise ClaimLost
     if conn.dialect.name == "postgresql":
         conn.execute(BATCH_LOCK)
-    plan = plan_batch(rows, known, hourly_budget(conn, config, utcnow()))
-    new = [reader for reader in plan.readers.values() if reader.id is None]
+    if plan.mails:
+        budget = hourly_budget(conn, config, utcnow())
+        if len(plan.mails) > budget:
+            plan = plan_batch(rows, known, budget)
+    new = sorted((reader for reader in plan.readers.values() if reader.id is None), key=lambda r: r.email_hash)
     if new:
         ids = {found.email_hash: found.id for found in conn.execute(
             INSERT_SUBSCRIBERS, [reader.changes for reader in new])}
@@ -342,7 +351,8 @@ def _write(config: Mapping[str, Any], conn: Connection, token: str, rows: list[R
             _update(conn, reader)
     if plan.mails:
         conn.execute(INSERT_MAILS, [
-            confirmation_template(config, mail.language).for_address(mail.email)
+            (templates.get((mail.language, mail.email))
+             or confirmation_template(config, mail.language).for_address(mail.email))
             .values(config, cast(int, mail.reader.id), mail.nonce)
             for mail in plan.mails
         ])

@@ -109,7 +109,7 @@ def _interleaved(app: Flask, monkeypatch: pytest.MonkeyPatch, first: list[str], 
     (token_a, rows_a), (token_b, rows_b) = batches
     real_read, applied = signup._read, []
 
-    def read_then_the_other_worker(*args: Any) -> dict[str, signup.Reader]:
+    def read_then_the_other_worker(*args: Any) -> Any:
         known = real_read(*args)
         if not applied:
             applied.append(0)
