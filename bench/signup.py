@@ -17,7 +17,7 @@ JSON, insert one row with SQLAlchemy):
   and checks that every request has its subscriber and its consent event;
   the drain time and the CPU seconds per signup (gunicorn's processes, load
   and drain) are printed beside the bare endpoint's;
-- ``no-limiter``: the same without the per-IP limit (Flask-Limiter), to show
+- ``no-limiter``: the same without the per-IP limit (``RATELIMIT_ENABLED`` off), to show
   what the limiter itself costs;
 - ``smtp-down``: the real app, its outbox thread on, the SMTP port closed:
   every confirmation must still be in the outbox after the run, which shows

@@ -1,29 +1,45 @@
-"""A lean in-process storage for Flask-Limiter's counters: ``mailer-memory://``.
+"""Per-IP and per-account rate limits, with ``limits`` and a lean in-process storage.
+
+``RateLimits`` (one per app, ``rate_limits()``) counts fixed-window limits
+written in the usual notation (``10/minute;100/hour``) on the storage named
+by ``RATELIMIT_STORAGE_URI``; ``RATELIMIT_ENABLED`` turns them all off. The
+signup routes and the admin login call it directly: Flask-Limiter's
+per-request bookkeeping, which ran before every request of the app, cost
+more than the database's work on the signup path (bench/signup.py), and
+these three limits need none of its machinery.
+
+The default storage, ``mailer-memory://``:
 
 ``limits``' own ``memory://`` storage expires its keys from a
 ``threading.Timer`` that it starts again every 10 ms while requests arrive:
 under a signup burst every gunicorn worker creates about a hundred threads a
 second, which cost a quarter of the signup path's throughput in
-``bench/signup.py``. The fixed-window strategy (Flask-Limiter's default)
+``bench/signup.py``. The fixed-window strategy
 needs no timer: a counter past its window is simply read as zero. This
 storage does exactly that, and drops the expired counters in one sweep at
 most once a minute, so memory stays bounded by the addresses of the last
 window.
 
 Counters are per process, as with ``memory://``; set
-``MAILER_RATELIMIT_STORAGE_URI=redis://...`` to share them between workers.
-Only the fixed-window strategy is supported (``RATELIMIT_STRATEGY``).
+``RATELIMIT_STORAGE_URI = "redis://..."`` in ``instance/config.py`` (and install
+the ``redis`` package) to share them between workers.
+Only the fixed-window strategy uses it (the one ``RateLimits`` uses).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
 
-from limits.storage import Storage
+from flask import Flask, current_app
+from limits import RateLimitItem, parse_many
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 SCHEME = "mailer-memory"
+EXTENSION = "mailer.ratelimits"
 SWEEP_INTERVAL = 60.0  # seconds between two sweeps of the expired counters
 
 
@@ -88,3 +104,53 @@ class LeanMemoryStorage(Storage):
         for key in [key for key, entry in self.counters.items() if entry[1] <= now]:
             del self.counters[key]
         self.next_sweep = now + SWEEP_INTERVAL
+
+
+class RateLimits:
+    """Fixed-window limits of one app on its configured storage."""
+
+    def __init__(self, app: Flask) -> None:
+        """Read ``RATELIMIT_ENABLED`` and ``RATELIMIT_STORAGE_URI``."""
+        self.enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
+        storage = storage_from_string(str(app.config.get("RATELIMIT_STORAGE_URI") or f"{SCHEME}://"))
+        self.strategy = FixedWindowRateLimiter(storage)
+        self._parsed: dict[str, list[RateLimitItem]] = {}
+
+    def _items(self, limit: str) -> list[RateLimitItem]:
+        items = self._parsed.get(limit)
+        if items is None:
+            items = self._parsed[limit] = parse_many(limit)
+        return items
+
+    def hit(self, limit: str, scope: str, key: str) -> int | None:
+        """Count one hit of ``key``; None while within ``limit``, else the seconds to wait."""
+        if not self.enabled:
+            return None
+        for item in self._items(limit):
+            if not self.strategy.hit(item, scope, key):
+                return self._wait(item, scope, key)
+        return None
+
+    def test(self, limit: str, scope: str, key: str) -> int | None:
+        """Like ``hit``, without counting: would one more hit still be allowed?"""
+        if not self.enabled:
+            return None
+        for item in self._items(limit):
+            if not self.strategy.test(item, scope, key):
+                return self._wait(item, scope, key)
+        return None
+
+    def _wait(self, item: RateLimitItem, scope: str, key: str) -> int:
+        reset = self.strategy.get_window_stats(item, scope, key).reset_time
+        return max(1, math.ceil(reset - time.time()))
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its ``RateLimits``."""
+    app.extensions[EXTENSION] = RateLimits(app)
+
+
+def rate_limits() -> RateLimits:
+    """The current app's ``RateLimits``."""
+    limits: RateLimits = current_app.extensions[EXTENSION]
+    return limits

@@ -1,19 +1,13 @@
-"""CSRF on every form, per-IP limits on signup, secure session cookies."""
+"""CSRF on every form, rate limits (``mailer.ratelimit``), secure session cookies."""
 
 from __future__ import annotations
 
 from flask import Flask
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
-from mailer.ratelimit import SCHEME as LEAN_MEMORY  # registers the mailer-memory:// storage
+from mailer import ratelimit
 
 csrf = CSRFProtect()
-# In-memory counters per process by default (mailer-memory://, see
-# mailer/ratelimit.py: no timer thread); MAILER_RATELIMIT_STORAGE_URI
-# (e.g. redis://) shares them between gunicorn workers.
-limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
 
 
 def init_app(app: Flask) -> None:
@@ -23,7 +17,9 @@ def init_app(app: Flask) -> None:
     # would never apply: set it unless a config file chose a value.
     if not app.config.get("SESSION_COOKIE_SAMESITE"):
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    app.config.setdefault("RATELIMIT_STORAGE_URI", f"{LEAN_MEMORY}://")
+    # In-memory counters per process by default (mailer-memory://: no timer
+    # thread); RATELIMIT_STORAGE_URI in instance/config.py (e.g. redis://) shares them
+    # between gunicorn workers.
+    app.config.setdefault("RATELIMIT_STORAGE_URI", f"{ratelimit.SCHEME}://")
     csrf.init_app(app)
-    limiter.init_app(app)
+    ratelimit.init_app(app)

@@ -16,10 +16,9 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
@@ -28,7 +27,7 @@ from mailer.admin.blueprint import bp
 from mailer.admin.forms import LoginForm
 from mailer.db import get_session
 from mailer.models import AdminUser
-from mailer.security import limiter
+from mailer.ratelimit import rate_limits
 
 log = logging.getLogger("mailer.admin")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,34 +111,34 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def _login_limit() -> str:
-    return str(current_app.config["ADMIN_LOGIN_LIMIT"])
-
-
-def _account_limit() -> str:
-    return str(current_app.config["ADMIN_ACCOUNT_LOGIN_LIMIT"])
-
-
-def _account_key() -> str:
-    # A second counter per address: guessing one account's password from many
-    # IP addresses is slowed down as well.
-    return "admin-account:" + (request.form.get("email") or "").strip().lower()[:320]
-
-
-def _failed(response: Response) -> bool:
-    # Only failed attempts count: an admin who logs in is never locked out.
-    return response.status_code != 303
+def _login_limits() -> list[tuple[str, str, str]]:
+    """(limit, scope, key) of a login attempt: per IP, and per account from any IP."""
+    config = current_app.config
+    account = (request.form.get("email") or "").strip().lower()[:320]
+    return [
+        (str(config["ADMIN_LOGIN_LIMIT"]), "admin-login-ip", request.remote_addr or "unknown"),
+        # Guessing one account's password from many IP addresses is slowed down as well.
+        (str(config["ADMIN_ACCOUNT_LOGIN_LIMIT"]), "admin-login-account", account),
+    ]
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"], key_func=get_remote_address, deduct_when=_failed)
-@limiter.limit(_account_limit, methods=["POST"], key_func=_account_key, deduct_when=_failed)
 def login() -> ResponseReturnValue:
-    """The login form; on success, a fresh session and a redirect to ``next``."""
+    """The login form; on success, a fresh session and a redirect to ``next``.
+
+    Only failed attempts count against the limits, so an admin who logs in
+    is never locked out; past a limit even the right password waits.
+    """
     form = LoginForm()
     target = safe_next(request.args.get("next"))
     if current_admin() is not None and request.method == "GET":
         return redirect(target or url_for("admin.overview"))
+    limits = rate_limits()
+    if request.method == "POST":
+        waits = [wait for limit in _login_limits() if (wait := limits.test(*limit)) is not None]
+        if waits:
+            g.retry_after = max(waits)
+            abort(429)
     if form.validate_on_submit():
         db = get_session()
         admin = authenticate(db, form.email.data or "", form.password.data or "")
@@ -154,6 +153,9 @@ def login() -> ResponseReturnValue:
             return redirect(target or url_for("admin.overview"), code=303)
         log.warning("admin login failed from %s", request.remote_addr, extra={"ip": request.remote_addr})
         form.password.errors = [_("Wrong email or password.")]
+    if request.method == "POST":
+        for limit in _login_limits():
+            limits.hit(*limit)
     status = 401 if request.method == "POST" else 200
     return render_template("pages/admin/login.html", form=form, next=target), status
 
@@ -187,6 +189,7 @@ def _referring_page() -> str | None:
 
 @bp.errorhandler(429)
 def too_many_requests(_error: Exception) -> ResponseReturnValue:
-    """Past the login limit: a page saying to wait (Flask-Limiter adds Retry-After)."""
+    """Past the login limit: a page saying to wait, with Retry-After."""
     message = _("Too many login attempts. Wait a few minutes and try again.")
-    return render_template("pages/admin/error.html", title=_("Too many attempts"), message=message), 429
+    page = render_template("pages/admin/error.html", title=_("Too many attempts"), message=message)
+    return page, 429, {"Retry-After": str(g.get("retry_after", 60))}

@@ -8,20 +8,16 @@ everybody together: at most ``CONFIRM_MAILS_PER_HOUR``. Per IP: at most
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from flask import current_app, request
-from limits import parse_many
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection
 
 from mailer.models import OutboundMail
+from mailer.ratelimit import rate_limits
 
 MAIL_INTERVAL = timedelta(minutes=10)
 MAILS_PER_DAY = 3
@@ -77,30 +73,7 @@ def _window_start(conn: Connection, now: datetime) -> int | None:
     return first_id
 
 
-IP_LIMITS = "mailer.subscriptions.ip_limits"
-
-
 def ip_budget() -> int | None:
-    """Count this request against its IP's ``SIGNUP_LIMIT``; None if within it, else the seconds to wait.
-
-    With ``limits``, the library under Flask-Limiter, on the same storage
-    (``RATELIMIT_STORAGE_URI``), rather than Flask-Limiter's decorators:
-    their per-request bookkeeping cost a tenth of the signup path
-    (bench/signup.py), this check a few microseconds. ``RATELIMIT_ENABLED``
-    turns it off as it does Flask-Limiter.
-    """
-    config = current_app.config
-    if not config.get("RATELIMIT_ENABLED", True):
-        return None
-    text = str(config["SIGNUP_LIMIT"])
-    cached = current_app.extensions.get(IP_LIMITS)
-    if cached is None or cached[0] != text:
-        storage = storage_from_string(str(config.get("RATELIMIT_STORAGE_URI") or "memory://"))
-        cached = current_app.extensions[IP_LIMITS] = (text, parse_many(text), FixedWindowRateLimiter(storage))
-    _text, items, strategy = cached
+    """Count this request against its IP's ``SIGNUP_LIMIT``; None if within it, else the seconds to wait."""
     ip = request.remote_addr or "unknown"
-    for item in items:
-        if not strategy.hit(item, "signup", ip):
-            reset = strategy.get_window_stats(item, "signup", ip).reset_time
-            return max(1, math.ceil(reset - time.time()))
-    return None
+    return rate_limits().hit(str(current_app.config["SIGNUP_LIMIT"]), "signup", ip)
