@@ -225,6 +225,11 @@ class Feed(Base):
     # sha256 of the last body stored: servers without ETag often resend the
     # same bytes, which then cost no parsing.
     body_hash: Mapped[str | None] = mapped_column(String(64))
+    # When its URL left MAILER_FEEDS and the feed was disabled for that: only
+    # then does the URL coming back enable it again (not after the admin's "disable").
+    left_config_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The server answered 429/503 with Retry-After: not polled before this.
+    retry_after_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     articles: Mapped[list[Article]] = relationship(back_populates="feed")
 

@@ -1,6 +1,6 @@
 """Fetch -> parse -> sanitise -> articles: the first stage of the pipeline.
 
-- ``fetch``: one feed over HTTP, bounded in time, size and redirects.
+- ``fetch``: one feed over HTTP, bounded in time, size and redirects; Retry-After read.
 - ``parse``: XML checked with defusedxml, then feedparser.
 - ``sanitise``: nh3 allow-list, summaries cut at a word boundary, plain text.
 - ``store``: entries -> Article rows, each real article kept once.

@@ -5,7 +5,9 @@ circles; none of that may hold ``feeds fetch``. Every request runs inside one
 overall budget (``FEED_TIMEOUT`` seconds, for all redirects and the whole
 body), the body is streamed and cut at ``FEED_MAX_BYTES`` (after gzip
 decoding, so a compressed bomb is caught too), and redirects are followed by
-hand so that each hop is checked to be http(s).
+hand so that each hop is checked to be http(s) and a permanent move is
+seen. A server that answers 429 or 503 may say how long to stay away
+(``Retry-After``): the wait is read here, at most a day.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -21,17 +25,25 @@ from mailer.feeds.urls import http_url
 
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+MAX_RETRY_AFTER = timedelta(hours=24)  # a longer wait is a day: the feed is not forgotten
 USER_AGENT = "NewsletterMailer/0.1 (feed fetcher; +{base_url})"
 ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, "
           "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
 
 
 class FetchError(Exception):
-    """The feed could not be downloaded; ``reason`` is one line for the operator."""
+    """The feed could not be downloaded; ``reason`` is one line for the operator.
 
-    def __init__(self, reason: str) -> None:
+    ``retry_at``: until when the server asked us to stay away (429 or 503
+    with a readable ``Retry-After``; naive UTC, as the models keep time), else None.
+    """
+
+    def __init__(self, reason: str, retry_at: datetime | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retry_at = retry_at
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,12 @@ class FetchSettings:
 
 @dataclass(frozen=True)
 class Page:
-    """A downloaded feed (``not_modified``: the server answered 304)."""
+    """A downloaded feed (``not_modified``: the server answered 304).
+
+    ``url`` is where it was found, after every redirect; ``moved_to`` is
+    where the permanent redirects (301, 308) from the asked URL lead, up to
+    the first temporary one, or None if the first was temporary or none.
+    """
 
     url: str
     body: bytes
@@ -64,6 +81,7 @@ class Page:
     etag: str | None
     last_modified: str | None
     not_modified: bool = False
+    moved_to: str | None = None
 
 
 def open_client(settings: FetchSettings) -> httpx.AsyncClient:
@@ -105,23 +123,30 @@ async def fetch_page(client: httpx.AsyncClient, url: str, settings: FetchSetting
 async def _follow(client: httpx.AsyncClient, url: str, conditional: dict[str, str],
                   settings: FetchSettings) -> Page:
     """Send the request, following at most MAX_REDIRECTS http(s) redirects."""
+    moved_to: str | None = None
+    permanent = True  # every redirect so far was permanent
     for _hop in range(MAX_REDIRECTS + 1):
         async with client.stream("GET", url, headers=conditional) as response:
-            if response.status_code in REDIRECTS and "location" in response.headers:
+            status = response.status_code
+            if status in REDIRECTS and "location" in response.headers:
                 location = response.headers["location"]
                 target = http_url(location, base=str(response.url))
                 if target is None:
                     raise FetchError(f"redirected to a non-http(s) URL: {location[:200]}")
+                if permanent and status in PERMANENT_REDIRECTS:
+                    moved_to = target
+                else:
+                    permanent = False  # a move after a temporary hop is not the feed's own
                 url = target
                 continue
-            if response.status_code == 304:
+            if status == 304:
                 return Page(url, b"", None, response.headers.get("etag"), response.headers.get("last-modified"),
-                            not_modified=True)
-            if response.status_code >= 400 or response.status_code < 200:
-                raise FetchError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
+                            not_modified=True, moved_to=moved_to)
+            if status >= 400 or status < 200:
+                raise FetchError(f"HTTP {status} {response.reason_phrase}".strip(), retry_at=_retry_at(response))
             body = await _read_capped(response, settings.max_bytes)
             return Page(url, body, response.headers.get("content-type"), response.headers.get("etag"),
-                        response.headers.get("last-modified"))
+                        response.headers.get("last-modified"), moved_to=moved_to)
     raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
 
@@ -139,6 +164,40 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
             raise too_big
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _retry_at(response: httpx.Response) -> datetime | None:
+    """When a 429 or 503 ``response`` allows the next request (naive UTC), or None."""
+    if response.status_code not in RETRY_AFTER_STATUSES:
+        return None
+    now = datetime.now(UTC)
+    wait = retry_after(response.headers.get("retry-after"), now)
+    return (now + wait).replace(tzinfo=None) if wait else None
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:
+    """The wait a ``Retry-After`` value asks for, at most MAX_RETRY_AFTER.
+
+    Delta-seconds (``120``) or an HTTP-date (``Wed, 21 Oct 2026 07:28:00 GMT``,
+    from ``now``, aware UTC); None when absent, unreadable, zero or past.
+    """
+    value = (value or "").strip()
+    if value.isascii() and value.isdigit():
+        digits = value.lstrip("0")
+        # More digits than a day's seconds need: the cap (and no huge int()).
+        seconds = int(digits or "0") if len(digits) <= 6 else MAX_RETRY_AFTER.total_seconds()
+        wait = timedelta(seconds=seconds)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # "-0000" or asctime: HTTP-dates are GMT
+            when = when.replace(tzinfo=UTC)
+        wait = when - (now or datetime.now(UTC))
+    if wait <= timedelta(0):
+        return None
+    return min(wait, MAX_RETRY_AFTER)
 
 
 def _describe(exc: BaseException) -> str:

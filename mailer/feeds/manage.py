@@ -47,11 +47,23 @@ def validate_feed_url(url: str) -> str:
     return url
 
 
-def sync_configured_feeds(session: Session, urls: Iterable[str]) -> list[Feed]:
-    """Add a Feed (source "config") for each URL of ``MAILER_FEEDS`` not yet known.
+def sync_configured_feeds(session: Session, urls: Iterable[str],
+                          config: Mapping[str, Any] | None = None) -> list[Feed]:
+    """Make the feeds of ``MAILER_FEEDS`` (source "config") follow ``urls``; return the feeds added.
 
-    Existing feeds are left alone: one the admin disabled stays disabled.
-    Returns the feeds added (flushed, not committed).
+    - A URL not yet known: a new feed, enabled. A known URL (the admin's feed
+      too) is left alone: a config feed the admin disabled stays disabled.
+    - An enabled config feed whose URL left the list: disabled (logged once,
+      at INFO), its articles kept, and ``left_config_at`` says why.
+    - That URL back in the list: the feed is enabled again, its history window
+      moved to now as on re-enabling in the admin. Only what the list did is
+      undone: a feed the admin disabled stays off until the admin enables it.
+    - An empty list disables nothing: it is what an unset MAILER_FEEDS gives
+      (production's default, where the admin keeps the list), and a lost
+      environment must not switch every feed off. To stop them all, disable
+      them in the admin.
+
+    Changes are flushed, not committed.
     """
     wanted: list[str] = []
     for url in urls:
@@ -62,6 +74,18 @@ def sync_configured_feeds(session: Session, urls: Iterable[str]) -> list[Feed]:
     wanted = list(dict.fromkeys(wanted))
     if not wanted:
         return []
+    listed = set(wanted)
+    for feed in session.scalars(select(Feed).where(Feed.source == "config")):
+        if feed.url in listed and feed.left_config_at is not None:
+            feed.left_config_at = None
+            if not feed.enabled:
+                _switch_on(feed, config)
+                log.info("feed %s is in MAILER_FEEDS again: enabled", feed.url)
+        elif feed.url not in listed and feed.enabled and feed.left_config_at is None:
+            # Once: if the admin enables it again, that choice stands.
+            feed.enabled = False
+            feed.left_config_at = utcnow()
+            log.info("feed %s is no longer in MAILER_FEEDS: disabled (its articles stay)", feed.url)
     known = set(session.scalars(select(Feed.url).where(Feed.url.in_(wanted))))
     added = [Feed(url=url, source="config", enabled=True) for url in wanted if url not in known]
     session.add_all(added)
@@ -85,19 +109,29 @@ def set_feed_enabled(session: Session, feed_id: int, enabled: bool, config: Mapp
 
     Re-enabling moves the feed's history window to now: a feed switched off
     for a month must not bring that month into the next digest at once.
+    Disabling is the admin's own choice: the feed's URL coming back into
+    MAILER_FEEDS does not undo it.
     """
     feed = session.get(Feed, feed_id)
     if feed is None:
         raise FeedError(f"no feed with id {feed_id}")
     if enabled and not feed.enabled:
-        if config is None and has_app_context():
-            config = current_app.config
-        days = int((config or {}).get("FIRST_FETCH_DAYS", 7))
-        feed.keep_since = utcnow() - timedelta(days=days)
-        feed.consecutive_failures = 0
+        _switch_on(feed, config)
+    if not enabled:
+        feed.left_config_at = None
     feed.enabled = enabled
     session.flush()
     return feed
+
+
+def _switch_on(feed: Feed, config: Mapping[str, Any] | None) -> None:
+    """Enable ``feed`` with a fresh history window (FIRST_FETCH_DAYS back) and no failure streak."""
+    if config is None and has_app_context():
+        config = current_app.config
+    days = int((config or {}).get("FIRST_FETCH_DAYS", 7))
+    feed.keep_since = utcnow() - timedelta(days=days)
+    feed.consecutive_failures = 0
+    feed.enabled = True
 
 
 def failure_threshold(config: Mapping[str, Any]) -> int:

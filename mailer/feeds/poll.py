@@ -4,6 +4,14 @@ Downloads run concurrently (``FEED_CONCURRENCY`` at a time, each within its
 own ``FEED_TIMEOUT`` budget); each feed is then parsed and stored in its own
 transaction, one at a time, so one broken feed loses nothing of the others
 and a database error in one store is that feed's failure, not the round's.
+
+- A feed whose server asked to wait (``Retry-After`` on 429/503) is not
+  fetched before ``Feed.retry_after_at``: its result says "wait", not
+  "FAILED".
+- A permanent redirect (301/308) becomes the feed's URL after a successful
+  fetch, unless another feed has that URL already or MAILER_FEEDS names the
+  old one (the operator changes the configuration, not the poller: the
+  result line says so).
 """
 
 from __future__ import annotations
@@ -46,17 +54,24 @@ class FetchResult:
     warning: str | None = None
     failures: int = 0  # consecutive failures, this one included
     flagged: bool = False  # reached FEED_FAILURE_ALERT: the operator should look
+    moved: str | None = None  # a permanent redirect, and what became of the feed's URL
+    retry_after_at: datetime | None = None  # the server's Retry-After: not polled before this
+    waiting: bool = False  # not fetched: retry_after_at has not passed (not a failure)
 
     def line(self) -> str:
         """One line naming the feed and the result or the reason it failed."""
+        until = f"{self.retry_after_at:%Y-%m-%d %H:%M:%S} UTC" if self.retry_after_at else ""
+        if self.waiting:
+            return f"wait   {self.url}: the server asked not to be polled before {until} (Retry-After)"
         if not self.ok:
             streak = f" ({self.failures} failures in a row)" if self.failures > 1 else ""
             flag = " [flagged: check or disable this feed]" if self.flagged else ""
-            return f"FAILED {self.url}: {self.error}{streak}{flag}"
+            pause = f" (Retry-After: not polled before {until})" if until else ""
+            return f"FAILED {self.url}: {self.error}{streak}{pause}{flag}"
+        notes = "".join(f" ({note})" for note in (self.warning, self.moved) if note)
         if self.not_modified:
-            return f"ok     {self.url}: not modified"
-        warning = f" ({self.warning})" if self.warning else ""
-        return f"ok     {self.url}: {self.new} new, {self.updated} updated{warning}"
+            return f"ok     {self.url}: not modified{notes}"
+        return f"ok     {self.url}: {self.new} new, {self.updated} updated{notes}"
 
 
 @dataclass(frozen=True)
@@ -72,15 +87,27 @@ class _Snapshot:
 
 def fetch_all_feeds(session_factory: sessionmaker[Session], config: Mapping[str, Any], *,
                     feed_ids: Iterable[int] | None = None) -> list[FetchResult]:
-    """Poll every enabled feed (or those of ``feed_ids``); one result per feed, in id order."""
+    """Poll every enabled feed (or those of ``feed_ids``); one result per feed, in id order.
+
+    Feeds whose Retry-After has not passed are not fetched: their result is "wait".
+    """
+    now = utcnow()
+    feeds: list[_Snapshot] = []
+    waiting: list[FetchResult] = []
     with session_factory() as session:
         query = select(Feed).where(Feed.enabled).order_by(Feed.id)
         if feed_ids is not None:
             query = query.where(Feed.id.in_(list(feed_ids)))
-        feeds = [_Snapshot(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in session.scalars(query)]
-    if not feeds:
-        return []
-    return _run(_poll(feeds, session_factory, config))
+        for f in session.scalars(query):
+            if f.retry_after_at is not None and f.retry_after_at > now:
+                waiting.append(FetchResult(f.url, ok=True, feed_id=f.id, retry_after_at=f.retry_after_at,
+                                           waiting=True))
+            else:
+                feeds.append(_Snapshot(f.id, f.url, f.etag, f.last_modified, f.body_hash))
+    for result in waiting:
+        log.info("feed %s: %s", result.url, result.line().split(": ", 1)[-1])
+    polled = _run(_poll(feeds, session_factory, config)) if feeds else []
+    return sorted([*waiting, *polled], key=lambda r: r.feed_id or 0)
 
 
 async def _poll(feeds: list[_Snapshot], factory: sessionmaker[Session],
@@ -92,13 +119,13 @@ async def _poll(feeds: list[_Snapshot], factory: sessionmaker[Session],
 
     async def poll_one(feed: _Snapshot) -> FetchResult:
         page: Page | None = None
-        error: str | None = None
+        error: FetchError | None = None
         async with downloads:
             try:
                 page = await fetch_page(client, feed.url, settings, etag=feed.etag,
                                         last_modified=feed.last_modified)
             except FetchError as exc:
-                error = exc.reason
+                error = exc
         async with stores:
             # In a thread: parsing a big feed must not stall the other downloads.
             return await asyncio.to_thread(_settle, factory, config, feed, page, error)
@@ -108,9 +135,10 @@ async def _poll(feeds: list[_Snapshot], factory: sessionmaker[Session],
 
 
 def _settle(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Snapshot,
-            page: Page | None, error: str | None) -> FetchResult:
+            page: Page | None, fetch_error: FetchError | None) -> FetchResult:
     """Store a downloaded page, or record the failure; never raises for one feed's fault."""
     now = utcnow()
+    error = fetch_error.reason if fetch_error else None
     if page is not None:
         try:
             return _store(factory, config, feed, page, now)
@@ -119,7 +147,8 @@ def _settle(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Sn
         except Exception as exc:  # one feed's bug must not cost the others
             log.exception("storing feed %s failed", feed.url)
             error = f"could not store it: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-    return _record_failure(factory, config, feed, error or "unknown error", now)
+    retry_at = fetch_error.retry_at if fetch_error else None
+    return _record_failure(factory, config, feed, error or "unknown error", now, retry_at)
 
 
 def _store(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Snapshot, page: Page,
@@ -138,6 +167,8 @@ def _store(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Sna
             result.new, result.updated, result.skipped = report.new, report.updated, report.skipped
             result.warning = parsed.warning
             row.title = plain(parsed.title, limit=500) or row.title
+        if page.moved_to and page.moved_to != row.url:
+            result.moved = _follow_move(session, row, page.moved_to, config)
         # A 200 replaces the validators (a server may stop sending them); a 304 may refresh them.
         if not page.not_modified or page.etag:
             row.etag = page.etag if page.etag and len(page.etag) <= 500 else None
@@ -146,14 +177,28 @@ def _store(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Sna
         row.body_hash = body_hash
         row.last_fetched_at = row.last_success_at = now
         row.consecutive_failures = 0
-        row.last_error = row.last_error_at = None
+        row.last_error = row.last_error_at = row.retry_after_at = None
     log.info("feed %s: %s", feed.url, result.line().split(": ", 1)[-1])
     return result
 
 
+def _follow_move(session: Session, row: Feed, moved_to: str, config: Mapping[str, Any]) -> str:
+    """Make ``moved_to`` (a permanent redirect) the feed's URL if nothing stands against it; say what was done."""
+    configured = {url.strip() for url in config.get("FEEDS") or ()}
+    if row.url in configured:
+        # The sync matches MAILER_FEEDS by URL: a new URL here would make it
+        # add the old one again as a new feed (and disable this one).
+        return f"moved permanently to {moved_to}: change it in MAILER_FEEDS"
+    other = session.scalar(select(Feed.id).where(Feed.url == moved_to, Feed.id != row.id))
+    if other is not None:
+        return f"moved permanently to {moved_to}, the URL of feed {other}: its URL is kept"
+    row.url = moved_to
+    return f"moved permanently to {moved_to}: its URL is updated"
+
+
 def _record_failure(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Snapshot,
-                    reason: str, now: datetime) -> FetchResult:
-    """Record the failure on the feed; flag it when it reaches FEED_FAILURE_ALERT in a row."""
+                    reason: str, now: datetime, retry_at: datetime | None = None) -> FetchResult:
+    """Record the failure on the feed (and the server's Retry-After); flag it at FEED_FAILURE_ALERT."""
     result = FetchResult(feed.url, ok=False, error=reason, feed_id=feed.id)
     threshold = failure_threshold(config)
     try:
@@ -163,6 +208,7 @@ def _record_failure(factory: sessionmaker[Session], config: Mapping[str, Any], f
                 return result
             row.consecutive_failures = (row.consecutive_failures or 0) + 1
             row.last_error, row.last_error_at, row.last_fetched_at = reason, now, now
+            row.retry_after_at = result.retry_after_at = retry_at
             result.failures = row.consecutive_failures
     except Exception:  # the database is down: still report the feed's failure
         log.exception("recording the failure of feed %s failed", feed.url)
@@ -172,7 +218,7 @@ def _record_failure(factory: sessionmaker[Session], config: Mapping[str, Any], f
         log.warning("feed %s has failed %d times in a row (last: %s): flagged for the operator",
                     feed.url, result.failures, reason)
     else:
-        log.info("feed %s failed: %s", feed.url, reason)
+        log.info("feed %s failed: %s", feed.url, result.line().split(": ", 1)[-1])
     return result
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import logging
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from mailer.feeds.fetch import retry_after
 from tests.feeds.conftest import corpus
 
 FEED = corpus("rss2_content.xml")
@@ -206,3 +209,98 @@ def test_a_refused_connection_is_a_failure(add_feed_row, poll):
     [result] = poll()
     assert not result.ok
     assert (result.error or "").startswith("cannot connect")
+
+
+@pytest.mark.parametrize("status", [301, 308])
+def test_a_permanent_redirect_becomes_the_feeds_url(feed_server, add_feed_row, poll, feed_row, status):
+    new = feed_server.add("/new/feed.xml", FEED)
+    old = feed_server.add("/old/feed.xml", status=status, headers={"Location": "/new/feed.xml"})
+    feed_id = add_feed_row(old, source="admin")
+    [result] = poll()
+    assert result.ok and result.new == 3
+    assert result.line() == f"ok     {old}: 3 new, 0 updated (moved permanently to {new}: its URL is updated)"
+    assert feed_row(feed_id).url == new
+    feed_server.requests.clear()
+    assert poll()[0].not_modified
+    assert [path for path, _headers in feed_server.requests] == ["/new/feed.xml"]  # straight to it
+
+
+@pytest.mark.parametrize("status", [302, 303, 307])
+def test_a_temporary_redirect_keeps_the_feeds_url(feed_server, add_feed_row, poll, feed_row, status):
+    feed_server.add("/elsewhere.xml", FEED)
+    old = feed_server.add("/feed.xml", status=status, headers={"Location": "/elsewhere.xml"})
+    feed_id = add_feed_row(old, source="admin")
+    [result] = poll()
+    assert result.ok and result.moved is None
+    assert feed_row(feed_id).url == old
+
+
+def test_only_the_permanent_hops_from_the_feeds_url_count(feed_server, add_feed_row, poll, feed_row):
+    feed_server.add("/final.xml", FEED)
+    # /a -308-> /b -301-> /c -302-> /final.xml: the feed now lives at /c.
+    feed_server.add("/c", status=302, headers={"Location": "/final.xml"})
+    feed_server.add("/b", status=301, headers={"Location": "/c"})
+    a = add_feed_row(feed_server.add("/a", status=308, headers={"Location": "/b"}), source="admin")
+    # /x -307-> /y -301-> /final.xml: /y moved, not /x.
+    feed_server.add("/y", status=301, headers={"Location": "/final.xml"})
+    x = add_feed_row(feed_server.add("/x", status=307, headers={"Location": "/y"}), source="admin")
+    assert all(r.ok for r in poll())
+    assert feed_row(a).url == feed_server.url("/c")
+    assert feed_row(x).url == feed_server.url("/x")
+
+
+def test_a_permanent_redirect_to_another_feeds_url_keeps_the_url(feed_server, add_feed_row, poll, feed_row, caplog):
+    caplog.set_level(logging.INFO, logger="mailer.feeds")
+    new = feed_server.add("/new.xml", FEED)
+    old = feed_server.add("/old.xml", status=301, headers={"Location": new})
+    other = add_feed_row(new, source="admin")
+    moved = add_feed_row(old, source="admin")
+    results = poll()
+    assert all(r.ok for r in results)
+    assert (feed_row(moved).url, feed_row(other).url) == (old, new)
+    note = f"moved permanently to {new}, the URL of feed {other}: its URL is kept"
+    assert results[1].moved == note
+    assert any(old in r.getMessage() and note in r.getMessage() for r in caplog.records)
+
+
+def test_a_feed_named_in_mailer_feeds_keeps_its_url(feed_server, add_feed_row, poll, feed_row):
+    new = feed_server.add("/new.xml", FEED)
+    old = feed_server.add("/old.xml", status=301, headers={"Location": new})
+    feed_id = add_feed_row(old)
+    [result] = poll(FEEDS=[old])
+    assert result.ok and feed_row(feed_id).url == old
+    assert result.line().endswith(f"(moved permanently to {new}: change it in MAILER_FEEDS)")
+
+
+def test_a_permanent_redirect_to_a_failing_url_changes_nothing(feed_server, add_feed_row, poll, feed_row):
+    feed_server.add("/gone.xml", status=404)
+    old = feed_server.add("/old.xml", status=301, headers={"Location": "/gone.xml"})
+    feed_id = add_feed_row(old, source="admin")
+    assert not poll()[0].ok
+    assert feed_row(feed_id).url == old
+
+
+NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("value", "wait"), [
+    ("120", timedelta(seconds=120)),
+    (" 3600 ", timedelta(hours=1)),
+    ("Wed, 25 Nov 2026 08:30:00 GMT", timedelta(minutes=30)),  # HTTP-date
+    ("Wednesday, 25-Nov-26 08:30:00 GMT", timedelta(minutes=30)),  # RFC 850, still allowed
+    ("Wed Nov 25 08:30:00 2026", timedelta(minutes=30)),  # asctime: GMT
+    ("86401", timedelta(hours=24)),  # capped at a day
+    ("9" * 5000, timedelta(hours=24)),
+    ("Fri, 25 Dec 2026 08:00:00 GMT", timedelta(hours=24)),
+    ("0", None),
+    ("Wed, 25 Nov 2026 07:00:00 GMT", None),  # past
+    ("", None),
+    (None, None),
+    ("soon", None),
+    ("-5", None),
+    ("1.5", None),
+    ("١٢٠", None),  # digits, but not ASCII ones
+    ("Wed, 32 Nov 2026 08:30:00 GMT", None),
+])
+def test_retry_after_values(value, wait):
+    assert retry_after(value, NOW) == wait

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -77,3 +78,60 @@ def test_set_feed_enabled(session):
 def test_set_feed_enabled_unknown_feed(session):
     with pytest.raises(FeedError, match="no feed"):
         set_feed_enabled(session, 12345, True)
+
+
+def _feed(session, url):
+    session.expire_all()
+    return session.scalar(select(Feed).where(Feed.url == url))
+
+
+def test_sync_disables_a_config_feed_that_left_the_list_once(session, caplog):
+    caplog.set_level(logging.INFO, logger="mailer.feeds")
+    sync_configured_feeds(session, ["https://a.example/rss", "https://b.example/rss"])
+    add_feed(session, "https://admin.example/rss")
+    assert sync_configured_feeds(session, ["https://a.example/rss"]) == []
+    dropped = _feed(session, "https://b.example/rss")
+    assert dropped.enabled is False and dropped.left_config_at is not None
+    assert _feed(session, "https://a.example/rss").enabled is True
+    assert _feed(session, "https://admin.example/rss").enabled is True  # the admin's feeds are not the list's
+    sync_configured_feeds(session, ["https://a.example/rss"])
+    said = [r for r in caplog.records if "b.example" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in said] == [
+        (logging.INFO, "feed https://b.example/rss is no longer in MAILER_FEEDS: disabled (its articles stay)")]
+
+
+def test_a_url_back_in_the_list_enables_its_feed_again(session):
+    sync_configured_feeds(session, ["https://a.example/rss", "https://b.example/rss"])
+    sync_configured_feeds(session, ["https://a.example/rss"])
+    back = _feed(session, "https://b.example/rss")
+    back.keep_since = utcnow() - timedelta(days=400)
+    back.consecutive_failures = 4
+    assert sync_configured_feeds(session, ["https://a.example/rss", "https://b.example/rss"],
+                                 {"FIRST_FETCH_DAYS": 7}) == []  # the same row, not a new one
+    back = _feed(session, "https://b.example/rss")
+    assert (back.enabled, back.left_config_at, back.consecutive_failures) == (True, None, 0)
+    # The months it was out of the list do not flood the next digest.
+    assert back.keep_since > utcnow() - timedelta(days=7, minutes=1)
+
+
+def test_the_admins_disable_outlives_the_list(session):
+    [a, b] = sync_configured_feeds(session, ["https://a.example/rss", "https://b.example/rss"])
+    set_feed_enabled(session, a.id, False)  # while configured
+    sync_configured_feeds(session, ["https://c.example/rss"])  # both leave the list
+    set_feed_enabled(session, b.id, False)  # the admin confirms: b stays off
+    sync_configured_feeds(session, ["https://a.example/rss", "https://b.example/rss"])
+    assert (_feed(session, a.url).enabled, _feed(session, b.url).enabled) == (False, False)
+
+
+def test_the_admin_may_enable_a_feed_that_left_the_list(session):
+    [a] = sync_configured_feeds(session, ["https://a.example/rss"])
+    sync_configured_feeds(session, ["https://c.example/rss"])
+    set_feed_enabled(session, a.id, True, {})
+    sync_configured_feeds(session, ["https://c.example/rss"])
+    assert _feed(session, a.url).enabled is True  # the list disabled it once; the admin's choice stands
+
+
+def test_an_empty_list_disables_nothing(session):
+    sync_configured_feeds(session, ["https://a.example/rss"])
+    assert sync_configured_feeds(session, []) == []
+    assert _feed(session, "https://a.example/rss").enabled is True

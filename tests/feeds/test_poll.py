@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
+import pytest
 from sqlalchemy import select
 
 from mailer.db import get_sessionmaker
 from mailer.feeds import FetchResult, flagged_feeds, is_flagged
-from mailer.models import Feed
+from mailer.models import Feed, utcnow
 from tests.feeds.conftest import corpus
 
 FEED = corpus("rss2_content.xml")
@@ -108,3 +111,85 @@ def test_feeds_fetch_command_with_no_feeds(runner):
     outcome = runner.invoke(args=["feeds", "fetch"])
     assert outcome.exit_code == 0
     assert "no enabled feeds" in outcome.output
+
+
+def test_a_url_removed_from_mailer_feeds_is_no_longer_polled(app, runner, feed_server):
+    kept = feed_server.add("/kept.xml", FEED)
+    dropped = feed_server.add("/dropped.xml", corpus("atom.xml"))
+    app.config.update(FEEDS=[kept, dropped], FIRST_FETCH_DAYS=36500)
+    assert runner.invoke(args=["feeds", "fetch"]).exit_code == 0
+    app.config.update(FEEDS=[kept])
+    feed_server.requests.clear()
+    outcome = runner.invoke(args=["feeds", "fetch"])
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.output.strip() == f"ok     {kept}: not modified"
+    assert [path for path, _headers in feed_server.requests] == ["/kept.xml"]
+    app.config.update(FEEDS=[kept, dropped])  # back in the list: polled again
+    assert runner.invoke(args=["feeds", "fetch"]).output.strip().splitlines() == [
+        f"ok     {kept}: not modified", f"ok     {dropped}: not modified"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_in_seconds_is_honoured(app, feed_server, add_feed_row, poll, feed_row, status):
+    url = feed_server.add("/busy.xml", b"", status=status, headers={"Retry-After": "120"})
+    feed_id = add_feed_row(url)
+    before = utcnow()
+    [failed] = poll()
+    assert not failed.ok and failed.retry_after_at is not None
+    assert before + timedelta(seconds=119) < feed_row(feed_id).retry_after_at < utcnow() + timedelta(seconds=121)
+    assert "(Retry-After: not polled before " in failed.line()
+    feed_server.add("/busy.xml", FEED)  # would answer now, but was asked to wait
+    feed_server.requests.clear()
+    [waiting] = poll()
+    assert feed_server.requests == []
+    assert (waiting.ok, waiting.waiting, waiting.feed_id) == (True, True, feed_id)
+    assert waiting.line().startswith(f"wait   {url}: the server asked not to be polled before ")
+    assert feed_row(feed_id).consecutive_failures == 1  # waiting is not failing again
+    with get_sessionmaker(app)() as session, session.begin():
+        session.get_one(Feed, feed_id).retry_after_at = utcnow() - timedelta(seconds=1)  # the time has come
+    [fetched] = poll()
+    assert fetched.ok and fetched.new == 3
+    assert feed_row(feed_id).retry_after_at is None
+
+
+def test_retry_after_as_an_http_date(feed_server, add_feed_row, poll, feed_row):
+    when = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    feed_id = add_feed_row(feed_server.add("/busy.xml", status=503,
+                                           headers={"Retry-After": format_datetime(when, usegmt=True)}))
+    poll()
+    assert feed_row(feed_id).retry_after_at == when.replace(tzinfo=None)
+
+
+@pytest.mark.parametrize(("status", "value", "wait"), [
+    (429, "604800", timedelta(hours=24)),  # a week asked: a day given
+    (503, "soon", None),
+    (503, "Wed, 21 Oct 2015 07:28:00 GMT", None),  # past
+    (500, "120", None),  # only 429 and 503 are read
+])
+def test_retry_after_is_capped_and_garbage_ignored(feed_server, add_feed_row, poll, feed_row, status, value, wait):
+    feed_id = add_feed_row(feed_server.add("/busy.xml", status=status, headers={"Retry-After": value}))
+    before = utcnow()
+    poll()
+    stored = feed_row(feed_id).retry_after_at
+    if wait is None:
+        assert stored is None
+        poll()
+        assert len(feed_server.requests) == 2  # polled again at once
+    else:
+        assert before + wait - timedelta(seconds=1) < stored <= utcnow() + wait
+
+
+def test_feeds_fetch_reports_a_waiting_feed_as_waiting_not_failed(app, runner, feed_server):
+    good = feed_server.add("/good.xml", FEED)
+    busy = feed_server.add("/busy.xml", status=429, headers={"Retry-After": "3600"})
+    app.config.update(FEEDS=[good, busy], FIRST_FETCH_DAYS=36500)
+    first = runner.invoke(args=["feeds", "fetch"])
+    assert first.exit_code == 1
+    assert f"FAILED {busy}: HTTP 429 Too Many Requests (Retry-After: not polled before " in first.output
+    second = runner.invoke(args=["feeds", "fetch"])
+    assert second.exit_code == 0, second.output
+    lines = second.output.strip().splitlines()
+    assert lines[0] == f"ok     {good}: not modified"
+    assert lines[1].startswith(f"wait   {busy}: the server asked not to be polled before ")
+    assert lines[1].endswith(" UTC (Retry-After)")
+
