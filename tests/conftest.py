@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from mailer import create_app
+from mailer.background import Worker
 from mailer.db import get_engine, get_sessionmaker
 from mailer.models import Base
 from tests.http_server import FeedServer
@@ -165,6 +166,28 @@ def make_app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterat
             if worker is not None:
                 worker.stop()
         get_engine(app).dispose()
+
+
+@pytest.fixture(autouse=True)
+def _stop_every_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Stop, at the end of each test, every background worker it made (its app's or its own).
+
+    On PostgreSQL every test shares one database: a worker left running
+    (one a test built itself, without ``stop``) would find the next test's
+    rows, keep itself busy with them and send or apply them with its old
+    app's settings.
+    """
+    made: list[Worker] = []
+    real_init = Worker.__init__
+
+    def recording_init(self: Worker, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Worker, "__init__", recording_init)
+    yield
+    for worker in made:
+        worker.stop()
 
 
 class SettlingClient(FlaskClient):
