@@ -28,6 +28,9 @@ DKIM_DOMAIN = None
 DKIM_SELECTOR = None
 DKIM_KEY_FILE = None
 SIGNUP_LIMIT = "10/minute;100/hour"
+# Where the rate-limit counters live: "database" (shared by every worker),
+# "memory" (per process) or a limits storage URI such as redis://host:6379.
+RATELIMIT_STORAGE = "database"
 
 # Beyond the contract: settings with no MAILER_ variable of their own yet.
 SITE_NAME = "Notizie Tech"

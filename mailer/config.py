@@ -136,6 +136,23 @@ def _limit(value: str) -> str:
     return value
 
 
+def _rate_storage(value: str) -> str:
+    from limits.errors import ConfigurationError
+    from limits.storage import Storage, storage_from_string
+
+    if value in ("database", "memory"):
+        return value
+    try:
+        # Builds the client without connecting: an unknown scheme or a
+        # missing client library (redis...) is refused here, at start.
+        storage = storage_from_string(value)
+    except ConfigurationError as exc:
+        raise ValueError(f"expected database, memory or a storage URI such as redis://host:6379 ({exc})") from None
+    if not isinstance(storage, Storage):
+        raise ValueError("an async+ storage cannot serve this synchronous app")
+    return value
+
+
 def _text(value: str) -> str:
     return value
 
@@ -165,6 +182,8 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "DKIM_SELECTOR": _text,
     "DKIM_KEY_FILE": _existing_file,
     "SIGNUP_LIMIT": _limit,
+    # Beyond the contract: where rate-limit counters live (mailer/ratelimit.py).
+    "RATELIMIT_STORAGE": _rate_storage,
     "LOG_JSON": lambda v: v.lower() in ("1", "true", "yes"),
     # Beyond the contract: where the development capture server listens.
     "CAPTURE_SMTP_PORT": _positive_int,

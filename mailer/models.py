@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -367,6 +368,23 @@ class Lock(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class RateCounter(Base):
+    """A fixed-window rate-limit counter (``mailer.ratelimit``), shared by every process.
+
+    The per-IP signup limit and the admin login limits count here by
+    default, so that every gunicorn worker (and every host on the same
+    database) sees the same budget.
+    """
+
+    __tablename__ = "rate_counters"
+
+    # The ``limits`` key: scope, client and window (``LIMITER/signup/192.0.2.1/10/1/minute``).
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    # End of the window, in seconds since the epoch (as ``limits`` counts).
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
 class JobRun(Base):
     """The last run of each scheduler job (shared by every scheduler process).
 
@@ -400,6 +418,7 @@ __all__ = [
     "JobRun",
     "Lock",
     "OutboundMail",
+    "RateCounter",
     "Subscriber",
     "SubscriberStatus",
     "utcnow",

@@ -1,29 +1,31 @@
-"""Per-IP and per-account rate limits, with ``limits`` and a lean in-process storage.
+"""Per-IP and per-account rate limits, counted with ``limits``.
 
 ``RateLimits`` (one per app, ``rate_limits()``) counts fixed-window limits
-written in the usual notation (``10/minute;100/hour``) on the storage named
-by ``RATELIMIT_STORAGE_URI``; ``RATELIMIT_ENABLED`` turns them all off. The
-signup routes and the admin login call it directly: Flask-Limiter's
-per-request bookkeeping, which ran before every request of the app, cost
-more than the database's work on the signup path (bench/signup.py), and
-these three limits need none of its machinery.
+written in the usual notation (``10/minute;100/hour``); ``RATELIMIT_ENABLED``
+turns them all off. The signup routes and the admin login call it directly:
+Flask-Limiter's per-request bookkeeping, which ran before every request of
+the app, cost more than the database's work on the signup path
+(bench/signup.py), and these three limits need none of its machinery.
 
-The default storage, ``mailer-memory://``:
+Where the counters live (``MAILER_RATELIMIT_STORAGE``, the ``RATELIMIT_STORAGE`` setting;
+``RATELIMIT_STORAGE_URI`` in ``instance/config.py`` is its older name and wins):
+
+- ``database`` (the default): the ``rate_counters`` table of the app's own
+  database, one upsert a hit. Every gunicorn worker, and every host on the
+  same database, shares one budget per client: a limit of 10 a minute is 10,
+  not 10 per worker.
+- ``memory``: a dict in each process (``LeanMemoryStorage``), the fastest,
+  right for a single process; behind N workers a client gets N budgets.
+- any storage URI of ``limits`` whose client library is installed
+  (``redis://...`` with the ``redis`` package), for a site that runs one.
 
 ``limits``' own ``memory://`` storage expires its keys from a
 ``threading.Timer`` that it starts again every 10 ms while requests arrive:
 under a signup burst every gunicorn worker creates about a hundred threads a
-second, which cost a quarter of the signup path's throughput in
-``bench/signup.py``. The fixed-window strategy
-needs no timer: a counter past its window is simply read as zero. This
-storage does exactly that, and drops the expired counters in one sweep at
-most once a minute, so memory stays bounded by the addresses of the last
-window.
-
-Counters are per process, as with ``memory://``; set
-``RATELIMIT_STORAGE_URI = "redis://..."`` in ``instance/config.py`` (and install
-the ``redis`` package) to share them between workers.
-Only the fixed-window strategy uses it (the one ``RateLimits`` uses).
+second, which cost a quarter of the signup path's throughput. The
+fixed-window strategy needs no timer: a counter past its window is simply
+read as zero. Both storages here do that, and drop the expired counters in
+one sweep at most once a minute.
 """
 
 from __future__ import annotations
@@ -31,14 +33,22 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from flask import Flask, current_app
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import Engine, Table, bindparam, case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mailer.models import RateCounter
 
 SCHEME = "mailer-memory"
+# The names an operator writes; anything else is a ``limits`` storage URI.
+DATABASE, MEMORY = "database", "memory"
+COUNTERS = cast(Table, RateCounter.__table__)
 EXTENSION = "mailer.ratelimits"
 SWEEP_INTERVAL = 60.0  # seconds between two sweeps of the expired counters
 
@@ -106,13 +116,109 @@ class LeanMemoryStorage(Storage):
         self.next_sweep = now + SWEEP_INTERVAL
 
 
+def _upsert(dialect: str) -> Any:
+    """Count ``amount`` hits on ``key``, starting a new window if the last one is over; returns the hits."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(COUNTERS).values(key=bindparam("key"), hits=bindparam("amount"),
+                                        expires_at=bindparam("new_expiry"))
+    over = COUNTERS.c.expires_at <= bindparam("now")
+    return statement.on_conflict_do_update(index_elements=[COUNTERS.c.key], set_={
+        "hits": case((over, statement.excluded.hits), else_=COUNTERS.c.hits + statement.excluded.hits),
+        "expires_at": case((over, statement.excluded.expires_at), else_=COUNTERS.c.expires_at),
+    }).returning(COUNTERS.c.hits)
+
+
+class DatabaseStorage(Storage):
+    """Fixed-window counters in the ``rate_counters`` table: one budget for every process."""
+
+    STORAGE_SCHEME = ["mailer-database"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, *,
+                 engine: Callable[[], Engine] | None = None, **options: Any) -> None:
+        """Counters on ``engine()`` (called at first use: the app's engine may come later)."""
+        if engine is None:
+            raise ValueError("DatabaseStorage needs the app's engine")
+        self.engine = engine
+        self.upserts: dict[str, Any] = {}
+        self.next_sweep = time.time() + SWEEP_INTERVAL
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        """Database errors pass through as they are."""
+        return ValueError
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Count ``amount`` hits on ``key`` (one statement, one short transaction)."""
+        now = time.time()
+        engine = self.engine()
+        statement = self.upserts.get(engine.dialect.name)
+        if statement is None:
+            statement = self.upserts[engine.dialect.name] = _upsert(engine.dialect.name)
+        with engine.begin() as conn:
+            if now >= self.next_sweep:
+                # Counters of windows long over: a few rows a client, swept once a minute.
+                self.next_sweep = now + SWEEP_INTERVAL
+                conn.execute(delete(COUNTERS).where(COUNTERS.c.expires_at < now))
+            hits = conn.execute(statement, {"key": key, "amount": amount, "now": now,
+                                            "new_expiry": now + expiry}).scalar_one()
+        return int(hits)
+
+    def _row(self, key: str) -> tuple[int, float] | None:
+        with self.engine().connect() as conn:
+            row = conn.execute(select(COUNTERS.c.hits, COUNTERS.c.expires_at).where(COUNTERS.c.key == key)).first()
+        return None if row is None else (int(row.hits), float(row.expires_at))
+
+    def get(self, key: str) -> int:
+        """The hits of ``key`` in its current window (0 once it has expired)."""
+        row = self._row(key)
+        return row[0] if row is not None and row[1] > time.time() else 0
+
+    def get_expiry(self, key: str) -> float:
+        """When the window of ``key`` ends (now if it has none)."""
+        row = self._row(key)
+        return row[1] if row is not None else time.time()
+
+    def check(self) -> bool:
+        """The database answers."""
+        with self.engine().connect() as conn:
+            conn.execute(select(1))
+        return True
+
+    def reset(self) -> int | None:
+        """Forget every counter; the number forgotten."""
+        with self.engine().begin() as conn:
+            return int(conn.execute(delete(COUNTERS)).rowcount)
+
+    def clear(self, key: str) -> None:
+        """Forget the counter of ``key``."""
+        with self.engine().begin() as conn:
+            conn.execute(delete(COUNTERS).where(COUNTERS.c.key == key))
+
+
+def make_storage(app: Flask, name: str) -> Storage:
+    """The storage that ``RATELIMIT_STORAGE_URI`` names (see the module docstring)."""
+    if name == DATABASE:
+        from mailer.db import get_engine
+
+        return DatabaseStorage(engine=lambda: get_engine(app))
+    if name in (MEMORY, ""):
+        return LeanMemoryStorage()
+    storage = storage_from_string(name)
+    if not isinstance(storage, Storage):  # config.py refuses the async+ schemes
+        raise ValueError(f"not a synchronous storage: {name}")
+    return storage
+
+
 class RateLimits:
     """Fixed-window limits of one app on its configured storage."""
 
     def __init__(self, app: Flask) -> None:
-        """Read ``RATELIMIT_ENABLED`` and ``RATELIMIT_STORAGE_URI``."""
+        """Read ``RATELIMIT_ENABLED`` and ``RATELIMIT_STORAGE`` (``RATELIMIT_STORAGE_URI``, its older name)."""
         self.enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
-        storage = storage_from_string(str(app.config.get("RATELIMIT_STORAGE_URI") or f"{SCHEME}://"))
+        config = app.config
+        storage = make_storage(app, str(config.get("RATELIMIT_STORAGE_URI") or config.get("RATELIMIT_STORAGE")
+                                        or DATABASE))
         self.strategy = FixedWindowRateLimiter(storage)
         self._parsed: dict[str, list[RateLimitItem]] = {}
 

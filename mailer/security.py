@@ -17,9 +17,5 @@ def init_app(app: Flask) -> None:
     # would never apply: set it unless a config file chose a value.
     if not app.config.get("SESSION_COOKIE_SAMESITE"):
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    # In-memory counters per process by default (mailer-memory://: no timer
-    # thread); RATELIMIT_STORAGE_URI in instance/config.py (e.g. redis://) shares them
-    # between gunicorn workers.
-    app.config.setdefault("RATELIMIT_STORAGE_URI", f"{ratelimit.SCHEME}://")
     csrf.init_app(app)
     ratelimit.init_app(app)

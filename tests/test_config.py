@@ -56,12 +56,20 @@ def test_variables_override_defaults() -> None:
     ("MAILER_FROM", "News <a@example.it>\r\nBcc: victim@example.it"),
     ("MAILER_DATABASE_URL", "mysql://localhost/db"),
     ("MAILER_SIGNUP_LIMIT", "lots"),
+    ("MAILER_RATELIMIT_STORAGE", "shared"),
+    ("MAILER_RATELIMIT_STORAGE", "async+redis://127.0.0.1:6379"),
+    ("MAILER_RATELIMIT_STORAGE", "memcached://127.0.0.1:11211"),  # pymemcache is not installed
     ("MAILER_DKIM_KEY_FILE", "/nonexistent/key.pem"),
 ])
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config({name: value})
     assert str(info.value).startswith(f"{name}:")
+
+
+@pytest.mark.parametrize("value", ["database", "memory", "redis://127.0.0.1:6379/0"])
+def test_rate_limit_storages(value: str) -> None:
+    assert load_config({"MAILER_RATELIMIT_STORAGE": value})["RATELIMIT_STORAGE"] == value
 
 
 def test_production_needs_a_secret_key_and_an_smtp_server() -> None:

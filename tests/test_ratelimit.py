@@ -1,26 +1,92 @@
-"""``mailer.ratelimit``: fixed-window limits on the lean in-process storage."""
+"""``mailer.ratelimit``: fixed-window limits on each storage an operator can choose."""
 
 from __future__ import annotations
 
+import socket
+import time
+import uuid
 from collections.abc import Callable
 
+import pytest
 from flask import Flask
+from sqlalchemy import func, select
 
-from mailer.ratelimit import RateLimits
+from mailer.db import get_engine
+from mailer.models import RateCounter
+from mailer.ratelimit import DatabaseStorage, LeanMemoryStorage, RateLimits
 
 
-def test_hits_count_tests_do_not_and_the_wait_is_the_window_left(make_app: Callable[..., Flask]) -> None:
-    limits = RateLimits(make_app(RATELIMIT_ENABLED=True))
+def redis_missing() -> str | None:
+    """Why the Redis storage cannot be tested here, or None."""
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        return "no Redis server at 127.0.0.1:6379"
+    return None
+
+
+STORAGES = ["database", "memory", pytest.param(
+    "redis://127.0.0.1:6379/15", marks=pytest.mark.skipif(bool(redis_missing()), reason=redis_missing() or ""))]
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_hits_count_tests_do_not_and_the_wait_is_the_window_left(
+        make_app: Callable[..., Flask], storage: str) -> None:
+    limits = RateLimits(make_app(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE=storage))
+    ip = f"192.0.2.{uuid.uuid4().int % 250}-{uuid.uuid4().hex[:6]}"  # Redis keeps keys between runs
     for _ in range(5):
-        assert limits.test("2/minute;10/hour", "login", "192.0.2.1") is None
-    assert limits.hit("2/minute;10/hour", "login", "192.0.2.1") is None
-    assert limits.hit("2/minute;10/hour", "login", "192.0.2.1") is None
-    wait = limits.hit("2/minute;10/hour", "login", "192.0.2.1")
+        assert limits.test("2/minute;10/hour", "login", ip) is None
+    assert limits.hit("2/minute;10/hour", "login", ip) is None
+    assert limits.hit("2/minute;10/hour", "login", ip) is None
+    wait = limits.hit("2/minute;10/hour", "login", ip)
     assert wait is not None and 1 <= wait <= 60
-    assert limits.test("2/minute;10/hour", "login", "192.0.2.1") is not None
+    assert limits.test("2/minute;10/hour", "login", ip) is not None
     # Another key, or another scope, has its own budget.
-    assert limits.hit("2/minute;10/hour", "login", "192.0.2.2") is None
-    assert limits.hit("2/minute;10/hour", "signup", "192.0.2.1") is None
+    assert limits.hit("2/minute;10/hour", "login", ip + "x") is None
+    assert limits.hit("2/minute;10/hour", "signup", ip) is None
+
+
+def test_the_default_storage_is_the_database_shared_by_every_process(make_app: Callable[..., Flask]) -> None:
+    """Two apps on one database (two gunicorn workers) spend one budget."""
+    first, second = (RateLimits(make_app(RATELIMIT_ENABLED=True)) for _ in range(2))
+    assert isinstance(first.strategy.storage, DatabaseStorage)
+    assert first.hit("3/minute", "signup", "192.0.2.7") is None
+    assert second.hit("3/minute", "signup", "192.0.2.7") is None
+    assert first.hit("3/minute", "signup", "192.0.2.7") is None
+    assert second.hit("3/minute", "signup", "192.0.2.7") is not None
+    assert first.test("3/minute", "signup", "192.0.2.7") is not None
+
+
+def test_a_database_counter_starts_again_when_its_window_is_over(make_app: Callable[..., Flask]) -> None:
+    app = make_app(RATELIMIT_ENABLED=True)
+    storage = DatabaseStorage(engine=lambda: get_engine(app))
+    assert storage.incr("k", expiry=1) == 1
+    assert storage.incr("k", expiry=1) == 2
+    assert storage.get("k") == 2 and storage.get_expiry("k") > time.time()
+    time.sleep(1.05)
+    assert storage.get("k") == 0
+    assert storage.incr("k", expiry=60) == 1  # a new window, counted from this hit
+    assert storage.get_expiry("k") > time.time() + 50
+    storage.clear("k")
+    assert storage.get("k") == 0 and storage.check()
+
+
+def test_expired_database_counters_are_swept(make_app: Callable[..., Flask]) -> None:
+    app = make_app(RATELIMIT_ENABLED=True)
+    storage = DatabaseStorage(engine=lambda: get_engine(app))
+    for n in range(5):
+        storage.incr(f"old-{n}", expiry=0)
+    storage.next_sweep = 0.0  # the minute is up
+    storage.incr("new", expiry=60)
+    with get_engine(app).connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(RateCounter)) == 1
+
+
+def test_memory_is_per_process(make_app: Callable[..., Flask]) -> None:
+    first, second = (RateLimits(make_app(RATELIMIT_ENABLED=True, RATELIMIT_STORAGE="memory")) for _ in range(2))
+    assert isinstance(first.strategy.storage, LeanMemoryStorage)
+    assert first.hit("1/minute", "signup", "192.0.2.8") is None
+    assert second.hit("1/minute", "signup", "192.0.2.8") is None
 
 
 def test_ratelimit_enabled_false_turns_every_limit_off(make_app: Callable[..., Flask]) -> None:

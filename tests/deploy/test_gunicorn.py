@@ -10,7 +10,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -60,34 +62,43 @@ def deployed_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def test_two_workers_start_cleanly_and_answer_healthz(deployed_database: str, smtp_server, tmp_path: Path) -> None:
+@contextmanager
+def gunicorn(env: dict[str, str], workers: int = 2) -> Iterator[tuple[str, list[str]]]:
+    """``gunicorn -w N wsgi:app`` on a free port, answering /healthz; yields (base URL, [its output])."""
     port = free_port()
-    env = environment(deployed_database, smtp_server.url, tmp_path)
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    base, output = f"http://127.0.0.1:{port}", []
     try:
-        url = f"http://127.0.0.1:{port}/healthz"
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(url, timeout=5).status_code == 200:
+                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, "gunicorn did not answer"
             assert server.poll() is None, server.communicate()[0]
             time.sleep(0.1)
+        yield base, output
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output.append(server.communicate(timeout=30)[0])
+    assert server.returncode == 0, output[0]
+
+
+def test_two_workers_start_cleanly_and_answer_healthz(deployed_database: str, smtp_server, tmp_path: Path) -> None:
+    env = environment(deployed_database, smtp_server.url, tmp_path)
+    with gunicorn(env) as (base, log):
         # Many requests at once, spread over both workers and their threads.
+        url = f"{base}/healthz"
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda _: httpx.get(url, timeout=30), range(64)))
         assert {a.status_code for a in answers} == {200}
         assert {a.json()["database"] for a in answers} == {"ok"}
-    finally:
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=30)
-    assert server.returncode == 0, output
+    output = log[0]
     assert len(re.findall(r"Booting worker with pid", output)) == 2, output
     for trouble in ("Traceback", "database is locked", "Worker failed to boot", "WORKER TIMEOUT"):
         assert trouble not in output, output
@@ -102,23 +113,8 @@ def test_a_flood_of_signups_through_two_workers_is_applied_whole(
     deployed_database: str, smtp_server, tmp_path: Path
 ) -> None:
     """Signups answered by both workers at once: each applied once by their threads, none lost."""
-    port = free_port()
     env = environment(deployed_database, smtp_server.url, tmp_path, MAILER_SIGNUP_LIMIT="10000/minute")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not answer"
-            time.sleep(0.1)
+    with gunicorn(env) as (base, log):
 
         def sign_up(number: int) -> int:
             # 150 addresses, each typed twice: the second is throttled, never mailed twice.
@@ -132,10 +128,7 @@ def test_a_flood_of_signups_through_two_workers_is_applied_whole(
             assert time.monotonic() < deadline, "the signup queue was not applied"
             time.sleep(0.1)
         delivered = smtp_server.wait_for(150, timeout=60)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=30)
-    assert "Traceback" not in output, output
+    assert "Traceback" not in log[0], log[0]
     assert sorted(r for m in delivered for r in m.rcpt_tos) == sorted(f"flood-{n}@example.org" for n in range(150))
     from sqlalchemy import create_engine, text
 
@@ -149,6 +142,26 @@ def test_a_flood_of_signups_through_two_workers_is_applied_whole(
     engine.dispose()
     assert readers == 150
     assert outcomes == {"mailed": 150, "throttled": 150}
+
+
+def test_the_per_ip_signup_limit_is_one_budget_for_every_worker(
+    deployed_database: str, smtp_server, tmp_path: Path
+) -> None:
+    """MAILER_SIGNUP_LIMIT=4/minute behind two workers: 4 signups from one IP pass, not 4 per worker."""
+    env = environment(deployed_database, smtp_server.url, tmp_path, MAILER_SIGNUP_LIMIT="4/minute")
+    with gunicorn(env) as (base, log):
+
+        def sign_up(number: int) -> httpx.Response:
+            body = {"email": f"limited-{number}@example.org", "consent": True}
+            return httpx.post(f"{base}/api/subscribe", json=body, timeout=30)
+
+        # At once, so that both (sync, one-request-at-a-time) workers answer some.
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(sign_up, range(12)))
+    assert sorted(a.status_code for a in answers) == [202] * 4 + [429] * 8, log
+    refused = [a for a in answers if a.status_code == 429]
+    assert all(1 <= int(a.headers["Retry-After"]) <= 60 for a in refused)
+    assert {a.json()["error"] for a in refused} == {"rate_limited"}
 
 
 def test_json_access_log(database_url: str, smtp_server, tmp_path: Path) -> None:
