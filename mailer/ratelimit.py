@@ -53,7 +53,28 @@ EXTENSION = "mailer.ratelimits"
 SWEEP_INTERVAL = 60.0  # seconds between two sweeps of the expired counters
 
 
-class LeanMemoryStorage(Storage):
+class _LazyStorage(Storage):
+    """Fixed-window counters read as zero once their window is over, swept at most once a minute."""
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
+        """No sweep before a minute has passed."""
+        self.next_sweep = time.time() + SWEEP_INTERVAL
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        """Nothing here raises a storage error of its own (database errors pass through)."""
+        return ValueError
+
+    def sweep_due(self, now: float) -> bool:
+        """True once a minute: time to drop the counters whose window is over."""
+        if now < self.next_sweep:
+            return False
+        self.next_sweep = now + SWEEP_INTERVAL
+        return True
+
+
+class LeanMemoryStorage(_LazyStorage):
     """Fixed-window counters in a dict, expired lazily: no background thread."""
 
     STORAGE_SCHEME = [SCHEME]
@@ -63,19 +84,13 @@ class LeanMemoryStorage(Storage):
         # key -> [hits, expiry as time.time()]
         self.counters: dict[str, list[float]] = {}
         self.lock = threading.Lock()  # threaded servers (gthread, the dev server) share one storage
-        self.next_sweep = time.time() + SWEEP_INTERVAL
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-
-    @property
-    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        """Nothing here raises a storage error of its own."""
-        return ValueError
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Count ``amount`` hits on ``key``; a new window lasts ``expiry`` seconds."""
         now = time.time()
         with self.lock:
-            if now >= self.next_sweep:
+            if self.sweep_due(now):
                 self._sweep(now)
             entry = self.counters.get(key)
             if entry is None or entry[1] <= now:
@@ -113,7 +128,6 @@ class LeanMemoryStorage(Storage):
         """Drop the counters whose window is over (the caller holds the lock)."""
         for key in [key for key, entry in self.counters.items() if entry[1] <= now]:
             del self.counters[key]
-        self.next_sweep = now + SWEEP_INTERVAL
 
 
 def _upsert(dialect: str) -> Any:
@@ -128,7 +142,7 @@ def _upsert(dialect: str) -> Any:
     }).returning(COUNTERS.c.hits)
 
 
-class DatabaseStorage(Storage):
+class DatabaseStorage(_LazyStorage):
     """Fixed-window counters in the ``rate_counters`` table: one budget for every process."""
 
     STORAGE_SCHEME = ["mailer-database"]
@@ -140,13 +154,7 @@ class DatabaseStorage(Storage):
             raise ValueError("DatabaseStorage needs the app's engine")
         self.engine = engine
         self.upserts: dict[str, Any] = {}
-        self.next_sweep = time.time() + SWEEP_INTERVAL
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-
-    @property
-    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        """Database errors pass through as they are."""
-        return ValueError
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Count ``amount`` hits on ``key`` (one statement, one short transaction)."""
@@ -156,9 +164,8 @@ class DatabaseStorage(Storage):
         if statement is None:
             statement = self.upserts[engine.dialect.name] = _upsert(engine.dialect.name)
         with engine.begin() as conn:
-            if now >= self.next_sweep:
-                # Counters of windows long over: a few rows a client, swept once a minute.
-                self.next_sweep = now + SWEEP_INTERVAL
+            if self.sweep_due(now):
+                # Counters of windows over: a few rows a client.
                 conn.execute(delete(COUNTERS).where(COUNTERS.c.expires_at < now))
             hits = conn.execute(statement, {"key": key, "amount": amount, "now": now,
                                             "new_expiry": now + expiry}).scalar_one()
