@@ -48,7 +48,8 @@ BOUNCE_ADDRESS = None
 # scheduler reads its bounce reports every few minutes. None: not read.
 BOUNCE_MAILDIR = None
 BOUNCE_MINUTES = 5
-LIST_ID = "Notizie Tech <digest.newsletter.localhost>"
+# List-Id of the digests (RFC 2919); None: "SITE_NAME" <digest.the-domain-of-FROM>.
+LIST_ID = None
 # Topics readers can choose; feed categories are matched against the aliases.
 TOPICS = {
     "ai": {"it": "Intelligenza artificiale", "en": "Artificial intelligence",

@@ -95,6 +95,25 @@ def _origins(value: str) -> list[str]:
     return [_base_url(item) for item in re.split(r"[\s,]+", value) if item]
 
 
+def _ascii_address(addr: str) -> str:
+    """``addr`` with an IDN domain in its ASCII (xn--) form; a non-ASCII local part is refused.
+
+    The address goes into MAIL FROM and the From header as it is: an
+    international domain has to be in the form every server takes, and an
+    encoded-word inside an address is not allowed (RFC 2047, 5).
+    """
+    local, _, domain = addr.rpartition("@")
+    if not local.isascii():
+        raise ValueError("the part before @ must be ASCII (no server must be assumed to take SMTPUTF8)")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{domain!r} is not a valid domain") from None
+    if "." not in ascii_domain.strip(".") and ascii_domain != "localhost":
+        raise ValueError(f"{domain!r} is not a full domain name")
+    return f"{local}@{ascii_domain}"
+
+
 def _address(value: str) -> str:
     from email.headerregistry import Address
     from email.utils import parseaddr
@@ -104,8 +123,11 @@ def _address(value: str) -> str:
     name, addr = parseaddr(value)
     if "@" not in addr:
         raise ValueError("expected an address such as 'News <news@example.it>'")
-    Address(display_name=name, addr_spec=addr)
-    return value
+    ascii_addr = _ascii_address(addr)
+    Address(display_name=name, addr_spec=ascii_addr)
+    # Only the domain changes (to its xn-- form); the display name is kept as written.
+    at = value.rfind(addr)
+    return value[:at] + ascii_addr + value[at + len(addr):] if at >= 0 else str(Address(name, addr_spec=ascii_addr))
 
 
 def _bare_address(value: str) -> str:
@@ -114,7 +136,7 @@ def _bare_address(value: str) -> str:
     name, addr = parseaddr(value)
     if "\r" in value or "\n" in value or name or addr != value or "@" not in addr:
         raise ValueError("expected a bare address such as bounces@example.it")
-    return value
+    return _ascii_address(addr)
 
 
 def _existing_file(value: str) -> str:

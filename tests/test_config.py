@@ -56,6 +56,9 @@ def test_variables_override_defaults() -> None:
     ("MAILER_FROM", "News <a@example.it>\r\nBcc: victim@example.it"),
     ("MAILER_DATABASE_URL", "mysql://localhost/db"),
     ("MAILER_SIGNUP_LIMIT", "lots"),
+    ("MAILER_FROM", "Notizie <è@example.it>"),  # a non-ASCII local part needs SMTPUTF8 everywhere
+    ("MAILER_FROM", "Notizie <news@nodot>"),
+    ("MAILER_BOUNCE_ADDRESS", "rimbalzi@città..it"),
     ("MAILER_RATELIMIT_STORAGE", "shared"),
     ("MAILER_RATELIMIT_STORAGE", "async+redis://127.0.0.1:6379"),
     ("MAILER_RATELIMIT_STORAGE", "memcached://127.0.0.1:11211"),  # pymemcache is not installed
@@ -65,6 +68,14 @@ def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config({name: value})
     assert str(info.value).startswith(f"{name}:")
+
+
+def test_an_international_domain_is_kept_in_its_ascii_form() -> None:
+    """MAIL FROM and the From header take the xn-- form: an encoded-word in an address is not allowed."""
+    config = load_config({"MAILER_FROM": '"Notizie, Città" <newsletter@città.it>',
+                          "MAILER_BOUNCE_ADDRESS": "rimbalzi@città.it"})
+    assert config["FROM"] == '"Notizie, Città" <newsletter@xn--citt-3na.it>'
+    assert config["BOUNCE_ADDRESS"] == "rimbalzi@xn--citt-3na.it"
 
 
 @pytest.mark.parametrize("value", ["database", "memory", "redis://127.0.0.1:6379/0"])

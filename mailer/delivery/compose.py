@@ -154,7 +154,10 @@ class Composer:
 
     def payload(self, item: Item, address: str, eightbit: bool) -> tuple[bytes, list[str]]:
         """The reader's message as DATA carries it, and the MAIL FROM options it needs."""
-        edition, template = self.template(item.edition_id, eightbit)
+        # A signed mail goes out 7bit (quoted-printable): a relay that must
+        # downgrade an 8bit body for a next hop without 8BITMIME would break
+        # the body hash (RFC 6376, 5.3).
+        edition, template = self.template(item.edition_id, eightbit and self.signer is None)
         values = (
             self.tokens.token("unsubscribe", item.subscriber_id),
             self.tokens.token("preferences", item.subscriber_id),

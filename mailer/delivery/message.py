@@ -9,12 +9,13 @@ Date, the Message-ID and the two signed tokens.
 
 from __future__ import annotations
 
+import base64
 import email.policy
 import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parseaddr
+from email.utils import parseaddr, quote
 from typing import Any
 
 from mailer.delivery.encoding import Piece, choose_encoding, encode, split_slots
@@ -31,8 +32,42 @@ def header(name: str, value: str) -> bytes:
     Line breaks in ``value`` become spaces: a header never grows a second one.
     """
     value = " ".join(value.splitlines())
+    if name.lower() == "subject" and not value.isascii():
+        return _encoded_words(name, value)
     folded: str = _POLICY.header_factory(name, value).fold(policy=_POLICY)
     return folded.encode("ascii")
+
+
+def _encoded_words(name: str, value: str) -> bytes:
+    """An unstructured header as RFC 2047 encoded-words, one a line, each within 75 characters.
+
+    The whole text is encoded, spaces included: the folding whitespace
+    between two encoded-words is dropped when they are decoded, so a space
+    kept outside them would be lost, and the email package's own folder
+    loses (and doubles) spaces around the words it encodes. Words are cut
+    between characters, never inside a UTF-8 sequence.
+    """
+    words: list[str] = []
+    chunk = b""
+    # The first word shares its line with the name: fewer octets, so the line stays within 78.
+    room = max(3, (78 - len(name) - 2 - 12) // 4 * 3)
+    for char in value:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > room:
+            words.append(_b_word(chunk))
+            chunk, room = b"", _WORD_OCTETS
+        chunk += encoded
+    words.append(_b_word(chunk))
+    return f"{name}: ".encode("ascii") + "\r\n ".join(words).encode("ascii") + b"\r\n"
+
+
+# 45 octets make 60 base64 characters: "=?utf-8?b?" + 60 + "?=" is 72 (RFC 2047: at most 75).
+_WORD_OCTETS = 45
+
+
+def _b_word(octets: bytes) -> str:
+    """One "B" encoded-word."""
+    return f"=?utf-8?b?{base64.b64encode(octets).decode('ascii')}?="
 
 
 @dataclass(frozen=True)
@@ -55,10 +90,17 @@ class MailSettings:
             from_header=config["FROM"],
             envelope_from=bounce,
             base_url=str(config["BASE_URL"]).rstrip("/"),
-            list_id=config.get("LIST_ID") or f"<digest.{from_address.rpartition('@')[2]}>",
+            list_id=config.get("LIST_ID") or _list_id(str(config.get("SITE_NAME") or ""), from_address),
             unsubscribe_mailto=config.get("UNSUBSCRIBE_MAILTO"),
             domain=_ascii_domain(from_address.rpartition("@")[2]) or "localhost",
         )
+
+
+def _list_id(site_name: str, from_address: str) -> str:
+    """The List-Id under the From domain (RFC 2919), named after the site: ``"Site" <digest.example.it>``."""
+    domain = _ascii_domain(from_address.rpartition("@")[2]) or "localhost"
+    phrase = f'"{quote(site_name)}" ' if site_name else ""
+    return f"{phrase}<digest.{domain}>"
 
 
 def _ascii_domain(domain: str) -> str:

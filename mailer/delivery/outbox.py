@@ -138,7 +138,8 @@ def _send_one(app: Flask, mail_id: int, attempts: int, settings: MailSettings, s
         _finish(app, mail_id, sent=False, error=problem, retry=None)
         return 0
     # The first mail of a connection finds it not yet open: quoted-printable then.
-    message, eightbit = build_mail(row, settings, transport.eightbit)
+    # Signed: 7bit, so that no relay's downgrade can break the body hash (RFC 6376, 5.3).
+    message, eightbit = build_mail(row, settings, transport.eightbit and signer is None)
     if signer is not None:
         message = signer.sign(message)
     try:

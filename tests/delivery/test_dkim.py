@@ -61,6 +61,8 @@ def test_each_copy_carries_a_signature_that_verifies(
         data = received.data
         assert data.startswith(b"DKIM-Signature:")
         assert dkim.verify(data, dnsfunc=dns), received.rcpt_tos
+        # 7bit although the server offers 8BITMIME: no relay's downgrade can break the body hash.
+        assert data.isascii() and b"Content-Transfer-Encoding: 8bit" not in data
         signature = received.message["DKIM-Signature"].replace(" ", "")
         assert f"a={algorithm}" in signature and "c=relaxed/relaxed" in signature and "d=example.it" in signature
         signed = re.search(r"h=([^;]+)", signature)
@@ -88,3 +90,4 @@ def test_transactional_mail_is_signed_too(app: Flask, session: Session, smtp_ser
     assert send_outbox(app) == 1
     data = smtp_server.wait_for(1)[0].data
     assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
+    assert data.isascii() and b"Content-Transfer-Encoding: quoted-printable" in data

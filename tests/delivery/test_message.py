@@ -125,6 +125,16 @@ def test_dots_at_line_starts_are_stuffed_once_on_the_wire() -> None:
     assert _unstuff(wire) == plain
 
 
+def test_the_list_id_defaults_to_the_site_under_the_from_domain() -> None:
+    settings = MailSettings.from_config({"FROM": "Notizie <newsletter@città.it>", "BASE_URL": "https://n.it",
+                                         "SITE_NAME": 'Notizie "Tech", Roma', "LIST_ID": None})
+    assert settings.list_id == '"Notizie \\"Tech\\", Roma" <digest.xn--citt-3na.it>'
+    message = parse(header("List-Id", settings.list_id) + b"\r\n")
+    assert message["List-Id"].endswith("<digest.xn--citt-3na.it>")
+    assert MailSettings.from_config({"FROM": "a@example.it", "BASE_URL": "https://n.it",
+                                     "LIST_ID": "News <news.example.it>"}).list_id == "News <news.example.it>"
+
+
 def test_a_mailto_unsubscribe_follows_the_link_when_configured() -> None:
     settings = MailSettings(**{**SETTINGS.__dict__, "unsubscribe_mailto": "leave@example.it"})
     message = parse(build(True, settings=settings).render(values(), wire=False))
@@ -137,6 +147,21 @@ def test_a_line_break_in_a_header_value_cannot_add_a_header() -> None:
     folded = header("Subject", "News\r\nBcc: victim@example.org")
     message = parse(folded + b"\r\n")
     assert message["Bcc"] is None and "Bcc: victim@example.org" in message["Subject"]
+
+
+@pytest.mark.parametrize("subject", [
+    "Notizie Tech — un oggetto molto lungo àèìòù 🚀👩‍💻 che supera di gran lunga la riga normale di un client",
+    "Le notizie – più belle",
+    "  spazi  doppi e àccenti alla fine  ",
+    "€" * 80,
+])
+def test_a_non_ascii_subject_decodes_back_exactly_in_short_encoded_words(subject: str) -> None:
+    folded = header("Subject", subject)
+    lines = folded.split(b"\r\n")[:-1]
+    assert all(len(line) <= 78 for line in lines), lines
+    words = re.findall(rb"=\?utf-8\?b\?[^?]*\?=", folded)
+    assert words and all(len(word) <= 75 for word in words)
+    assert parse(folded + b"\r\n")["Subject"] == subject
 
 
 def test_each_render_gives_each_reader_their_own_tokens() -> None:
