@@ -78,6 +78,9 @@ def test_confirmation_mail_is_delivered(app: Flask, client: FlaskClient, session
     path = confirm_path(mails(session)[0])
     assert f"http://newsletter.test{path}" in text and f'href="http://newsletter.test{path}"' in html
     assert "mario+news@città.it" in text
+    # Wrapped for mail programs that do not (URLs stay whole), signed off with the "-- " separator.
+    assert all(len(line) <= 78 or line.startswith("http") for line in text.splitlines()), text
+    assert "\n-- \n" in text.replace("\r\n", "\n")
     # Nothing but the confirmation: no other links, images, tracking or style sheets.
     links = set(re.findall(r'href="([^"]+)"', html))
     assert links == {f"http://newsletter.test{path}", "http://newsletter.test/privacy"}
