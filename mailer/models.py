@@ -291,8 +291,10 @@ class Digest(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     paused_reason: Mapped[str | None] = mapped_column(Text)
-    # The web archive copy: the full edition without any reader's tokens.
+    # The web archive copy: the full edition without any reader's tokens, in MAILER_LOCALE.
     archive_html: Mapped[str] = mapped_column(Text, default="")
+    # The same copy in the other languages readers can choose: {"en": html}.
+    archive_translations: Mapped[dict[str, str] | None] = mapped_column(JSON, default=dict)
     article_count: Mapped[int] = mapped_column(Integer, default=0)
 
     editions: Mapped[list[DigestEdition]] = relationship(back_populates="digest")

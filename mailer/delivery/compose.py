@@ -137,9 +137,11 @@ class Composer:
             with edition.lock:
                 template = edition.templates.get(eightbit)
                 if template is None:
+                    # List-Archive: the web copy in the edition's language, as "view in browser".
+                    archive = f"{self.settings.base_url}/archive/{edition.digest_id}?lang={edition.language}"
                     template = digest_template(
                         self.settings, subject=edition.subject, text=edition.text, html=edition.html,
-                        language=edition.language, archive_url=f"{self.settings.base_url}/archive/{edition.digest_id}",
+                        language=edition.language, archive_url=archive,
                         eightbit=eightbit, placeholders=self.placeholders,
                     )
                     edition.templates[eightbit] = template

@@ -18,6 +18,7 @@ from sqlalchemy import and_, false, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mailer.config import LOCALES
 from mailer.digest.period import digest_subject, period_key
 from mailer.digest.pick import Item, new_articles, to_item
 from mailer.digest.render import Rendered, new_marker, render_edition
@@ -93,11 +94,15 @@ def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -
         return None
     items = [to_item(article) for article in articles]
     id_marker = new_marker()
-    archive_url = f"{config['BASE_URL']}/archive/{id_marker}"
     default_language = str(config["LOCALE"])
-    archive = render_edition(config, items, language=default_language, personal=False,
-                             subject=digest_subject(config, default_language, now), archive_url=archive_url)
-    editions = _render_segments(session, config, items, now, archive_url)
+    # The web copy in every language, so that "view in browser" opens the reader's own.
+    archives = {
+        language: render_edition(config, items, language=language, personal=False,
+                                 subject=digest_subject(config, language, now),
+                                 archive_url=archive_url(config, id_marker, language))
+        for language in LOCALES
+    }
+    editions = _render_segments(session, config, items, now, id_marker)
 
     digest = Digest(period=period, subject=digest_subject(config, default_language, now),
                     status=DigestStatus.SENDING, created_at=now, article_count=len(articles))
@@ -110,7 +115,10 @@ def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -
     except IntegrityError:
         log.info("digest for %s was composed by another process: nothing to do", period)
         return None
-    digest.archive_html = archive.html.replace(id_marker, str(digest.id)) if archive else ""
+    pages = {language: rendered.html.replace(id_marker, str(digest.id))
+             for language, rendered in archives.items() if rendered is not None}
+    digest.archive_html = pages.pop(default_language, "")
+    digest.archive_translations = pages
     session.execute(
         update(Article).where(Article.id.in_([a.id for a in articles]), Article.digest_id.is_(None))
         .values(digest_id=digest.id).execution_options(synchronize_session=False)
@@ -133,15 +141,20 @@ def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -
     return digest
 
 
+def archive_url(config: Mapping[str, Any], digest_id: int | str, language: str) -> str:
+    """The web copy of a digest in ``language`` ("view in browser", List-Archive)."""
+    return f"{config['BASE_URL']}/archive/{digest_id}?lang={language}"
+
+
 def _render_segments(
-    session: Session, config: Mapping[str, Any], items: list[Item], now: datetime, archive_url: str
+    session: Session, config: Mapping[str, Any], items: list[Item], now: datetime, id_marker: str
 ) -> list[tuple[Segment, str, Rendered]]:
     """The edition of every segment that has news; readers of the others get nothing."""
     editions = []
     for segment in reader_segments(session, config):
         subject = digest_subject(config, segment.language, now)
         rendered = render_edition(config, items, language=segment.language, subject=subject,
-                                  topics=segment.topics, archive_url=archive_url)
+                                  topics=segment.topics, archive_url=archive_url(config, id_marker, segment.language))
         if rendered is not None:
             editions.append((segment, subject, rendered))
     return editions

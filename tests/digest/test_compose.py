@@ -291,4 +291,4 @@ def test_premailer_runs_once_per_segment_never_per_reader(
         add_reader(topics="web")
     compose_digest(session, app_context)
     assert count(session, Delivery) == 60
-    assert len(runs) == 3 + 1  # three segments and the archive copy
+    assert len(runs) == 3 + 2  # three segments and the archive copy in Italian and English

@@ -69,6 +69,34 @@ def test_a_digest_page_shows_the_archive_copy_without_tokens(
     assert '<link rel="stylesheet"' in page  # the site's page layout around it
 
 
+def test_view_in_browser_opens_the_copy_in_the_readers_language(
+    app_context: Flask, client: FlaskClient, session: Session, add_article: Callable[..., Article],
+    add_reader: Callable[..., Subscriber],
+) -> None:
+    """An Italian reader's "view in browser" is Italian, an English reader's English, whatever the default."""
+    add_article("Una notizia per tutti")
+    add_reader(language="it")
+    add_reader(language="en")
+    digest = compose_digest(session, app_context.config, NOW)
+    session.commit()
+    assert digest is not None and set(digest.archive_translations or {}) == {"it"}  # en is the tests' LOCALE
+    for edition in digest.editions:
+        link = f"{app_context.config['BASE_URL']}/archive/{digest.id}?lang={edition.language}"
+        assert link in edition.html and link in edition.text
+        page = client.get(link.removeprefix(app_context.config["BASE_URL"])).get_data(as_text=True)
+        assert f'<html lang="{edition.language}"' in page
+        assert edition.subject in page  # the page's title: the subject that reader got
+        bar = {"it": "Archivio della newsletter", "en": "Newsletter archive"}[edition.language]
+        assert bar in page  # the page around the copy speaks the same language
+        assert UNSUBSCRIBE_TOKEN not in page and "/unsubscribe/" not in page
+    # Without ?lang=, the browser's language; a language without a copy falls back to the default one.
+    italian = client.get(f"/archive/{digest.id}", headers={"Accept-Language": "it-IT,it;q=0.9"})
+    assert '<html lang="it"' in italian.get_data(as_text=True)
+    digest.archive_translations = {}
+    session.commit()
+    assert '<html lang="en"' in client.get(f"/archive/{digest.id}?lang=it").get_data(as_text=True)
+
+
 def test_an_unknown_digest_is_404(client: FlaskClient) -> None:
     assert client.get("/archive/999").status_code == 404
     assert client.get("/archive/nope").status_code == 404
