@@ -167,7 +167,8 @@ def erase(reader_id: int) -> ResponseReturnValue:
     if not form.validate_on_submit():
         flash(_("Tick the box to confirm the erasure."), "error")
         return redirect(url_for("admin.reader", reader_id=reader_id), code=303)
-    subscriptions.erase(session, subscriber, channel="admin")
+    kept = subscriptions.erase(session, subscriber, channel="admin")
     session.commit()
     flash(_("The reader's personal data is erased."), "success")
-    return redirect(url_for("admin.reader", reader_id=reader_id), code=303)
+    # What stays is a new row (the old id, in every link mailed, is void).
+    return redirect(url_for("admin.reader", reader_id=kept.id if kept else reader_id), code=303)

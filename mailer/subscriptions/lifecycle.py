@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from mailer.models import Delivery, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
+from mailer.models import ConsentEvent, Delivery, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import display_address
 from mailer.subscriptions.signup import new_nonce
@@ -117,41 +117,51 @@ def update_preferences(
 def erase(
     session: Session, subscriber: Subscriber, channel: str, origin: consent.Origin = consent.NOWHERE,
     now: datetime | None = None,
-) -> bool:
-    """Erase a reader's personal data (GDPR art. 17); False if already erased.
+) -> Subscriber | None:
+    """Erase a reader's personal data (GDPR art. 17); the row that stays, or None if already erased.
 
-    What stays: the row with the address's hash (so that an import cannot
-    re-add it without a new consent) and the consent log's actions, without
-    IP, user agent, pages or details. ``origin`` is not stored: an erasure
-    request must not leave new personal data behind.
+    What stays: a new row with nothing but the address's hash (so that an
+    import cannot re-add it without a new consent), under a new id. Every
+    link ever mailed to the reader carries the old id, so none of them works
+    again, even once the same address signs up anew. The consent log keeps
+    its actions and times under the hash, without IP, user agent, pages or
+    details, and no longer linked to any row: a later signup of the address
+    starts a history of its own. The digests' delivery rows move to the new
+    row, so their figures stay, without the SMTP replies that quote the
+    address. ``origin`` is not stored: an erasure request must not leave new
+    personal data behind.
     """
     if subscriber.status is SubscriberStatus.ERASED and subscriber.email is None:
-        return False
+        return None
     now = now or utcnow()
     del origin  # deliberately unused, see above
-    consent.scrub(session, subscriber.email_hash)
+    old_id, email_hash = subscriber.id, subscriber.email_hash
+    consent.scrub(session, email_hash)
     # Transactional mails and SMTP replies quote the address.
-    session.execute(delete(OutboundMail).where(OutboundMail.subscriber_id == subscriber.id))
+    session.execute(delete(OutboundMail).where(OutboundMail.subscriber_id == old_id))
     # A signup typed in before this erasure and not yet applied (normally
     # milliseconds) must not bring the address back after it: its queued row
     # goes, and a batch that already holds it skips it (signup.plan_batch).
-    session.execute(delete(QueuedSignup).where(QueuedSignup.email_hash == subscriber.email_hash,
+    session.execute(delete(QueuedSignup).where(QueuedSignup.email_hash == email_hash,
                                                QueuedSignup.claimed_by.is_(None)))
-    session.execute(
-        update(Delivery).where(Delivery.subscriber_id == subscriber.id).values(last_reply=None),
-        execution_options={"synchronize_session": False},
-    )
-    subscriber.email = None
-    subscriber.status = SubscriberStatus.ERASED
-    subscriber.topics = ""
-    subscriber.confirm_nonce = new_nonce()
-    subscriber.confirmations_sent = []
-    subscriber.confirm_requested_at = None
-    subscriber.confirmed_at = None
-    subscriber.unsubscribed_at = now
-    consent.record(session, subscriber, consent.ERASURE, channel, now=now)
-    session.expire(subscriber, ["consent_events"])
-    return True
+    # The hash moves to the new row: free it on the old one first (it is unique).
+    subscriber.email, subscriber.email_hash = None, f"erasing-{old_id}"
+    session.flush()
+    # Nothing of the reader's choices either: the language is the column's default.
+    kept = Subscriber(email=None, email_hash=email_hash, status=SubscriberStatus.ERASED, topics="",
+                      confirm_nonce=new_nonce(), confirmations_sent=[], created_at=now, updated_at=now,
+                      unsubscribed_at=now)
+    session.add(kept)
+    session.flush()
+    session.execute(update(Delivery).where(Delivery.subscriber_id == old_id).values(
+        subscriber_id=kept.id, last_reply=None), execution_options={"synchronize_session": False})
+    session.execute(update(ConsentEvent).where(ConsentEvent.subscriber_id == old_id).values(subscriber_id=None),
+                    execution_options={"synchronize_session": False})
+    session.execute(delete(Subscriber).where(Subscriber.id == old_id), execution_options={"synchronize_session": False})
+    session.expunge(subscriber)
+    session.connection().execute(consent.INSERT_EVENT, [consent.event(
+        None, email_hash, consent.ERASURE, channel, now=now)])
+    return kept
 
 
 def personal_data(config: Mapping[str, Any], subscriber: Subscriber) -> dict[str, Any]:

@@ -116,15 +116,20 @@ def test_erase_needs_the_tick(admin_client, session):
 def test_erase_from_the_admin(admin_client, session):
     reader = seed.reader(session, "cancella@example.it")
     session.commit()
-    response = admin_client.post(f"/admin/readers/{reader.id}/erase", data={"confirm": "y"})
+    hashed, reader_id = reader.email_hash, reader.id
+    response = admin_client.post(f"/admin/readers/{reader_id}/erase", data={"confirm": "y"})
     assert response.status_code == 303
     session.expire_all()
-    erased = session.get(Subscriber, reader.id)
+    # What stays is a new row with the hash only; the old id (in every mailed link) is gone.
+    assert session.get(Subscriber, reader_id) is None
+    erased = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
     assert erased.status is S.ERASED and erased.email is None
-    events = session.scalars(select(ConsentEvent).where(ConsentEvent.subscriber_id == reader.id)).all()
+    assert response.headers["Location"].endswith(f"/admin/readers/{erased.id}")
+    events = session.scalars(select(ConsentEvent).where(ConsentEvent.email_hash == hashed)
+                             .order_by(ConsentEvent.id)).all()
     assert [e.action for e in events][-1] == "erasure" and events[-1].channel == "admin"
-    assert all(e.ip is None for e in events)
-    page = admin_client.get(f"/admin/readers/{reader.id}").get_data(as_text=True)
+    assert all(e.ip is None and e.subscriber_id is None for e in events)
+    page = admin_client.get(f"/admin/readers/{erased.id}").get_data(as_text=True)
     assert "cancella@example.it" not in page
     assert "(erased)" in page
     assert "cancella@example.it" not in _list(admin_client)

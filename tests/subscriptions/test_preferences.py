@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from mailer.models import ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
 from mailer.subscriptions import import_csv
-from mailer.tokens import preferences_token
+from mailer.tokens import preferences_token, unsubscribe_token
 from tests.subscriptions.conftest import confirm_path, events, mails, subscribe, subscriber
 
 
@@ -117,14 +117,24 @@ def test_delete_me(app: Flask, client: FlaskClient, session: Session, reader: Su
 
 def test_erased_reader_may_consent_again(app: Flask, client: FlaskClient, session: Session,
                                          reader: Subscriber, path: str) -> None:
+    old_id = reader.id
+    unsubscribe_path = f"/unsubscribe/{unsubscribe_token(old_id, app.config['SECRET_KEY'])}"
     client.post(path, data={"action": "erase", "confirm_erase": "yes"})
     subscribe(client, app, "mario@example.it")
+    # The links mailed before the erasure stay dead, even now that the address is back.
+    assert client.get(path).status_code == 404
+    assert client.post(path, data={"action": "download"}).status_code == 404
+    assert client.get(unsubscribe_path).status_code == 404
     link = confirm_path(mails(session)[-1])
     assert client.post(link).status_code == 200
     again = subscriber(session, "mario@example.it")
-    assert again.id == reader.id and again.status is SubscriberStatus.CONFIRMED
+    assert again.id != old_id and again.status is SubscriberStatus.CONFIRMED
     actions = [e.action for e in events(session, again.email_hash)]
     assert actions == ["signup", "confirm", "erasure", "signup", "confirm"]
+    # "Download my data" shows the new consent only: the erased history is no longer the reader's.
+    new_path = f"/preferences/{preferences_token(again.id, app.config['SECRET_KEY'])}"
+    data = client.post(new_path, data={"action": "download"}).get_json()
+    assert [e["action"] for e in data["consent_log"]] == ["signup", "confirm"]
 
 
 def test_consent_events_are_never_rewritten_except_by_erasure(client: FlaskClient, session: Session,
