@@ -137,18 +137,35 @@ def digest_resume(digest_id: int | None) -> None:
 @subscribers_cli.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--confirmed", is_flag=True, help="The readers already consented elsewhere.")
-def subscribers_import(file: Path, confirmed: bool) -> None:
-    """Import a CSV with a header row and an ``email`` column."""
+@click.option("--send-confirmation", is_flag=True,
+              help="Mail each new pending reader a request to confirm; those who do not are purged.")
+def subscribers_import(file: Path, confirmed: bool, send_confirmation: bool) -> None:
+    """Import a CSV with a header row and an ``email`` column.
+
+    New readers come in as pending (no digest) unless ``--confirmed``. With
+    ``--send-confirmation`` each new pending reader gets a confirmation
+    request, queued in the outbox: the scheduler's outbox job (``scheduler
+    run``, or ``make run``) starts sending them within a minute, after any
+    signup's mail, paced by MAILER_SEND_RATE; readers who do not confirm are purged
+    after PURGE_UNCONFIRMED_DAYS.
+    """
     from mailer.subscriptions import CsvError, import_csv
 
+    if confirmed and send_confirmation:
+        fail("--confirmed and --send-confirmation exclude each other: confirmed readers need no confirmation")
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle, session_scope() as session:
-            report = import_csv(session, handle, confirmed=confirmed, source=file.name)
+            report = import_csv(session, handle, confirmed=confirmed, source=file.name,
+                                send_confirmation=send_confirmation)
     except (CsvError, UnicodeDecodeError) as exc:
         fail(f"{file}: {exc}")
     for problem in report.problems:
         click.echo(f"{file}:{problem.line}: {problem.reason}", err=True)
     click.echo(report.summary())
+    if send_confirmation:
+        # This process ends now: the mails wait in the outbox for a sender.
+        click.echo(f"queued {report.confirmation_requests} confirmation requests: the scheduler "
+                   "('scheduler run', or 'make run') starts sending them within a minute")
 
 
 @subscribers_cli.command("export")

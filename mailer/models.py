@@ -157,6 +157,14 @@ class QueuedSignup(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+# OutboundMail.kind. A signup's confirmation; an import's request to confirm
+# (``subscribers import --send-confirmation``), which comes in bulk: the
+# outbox sends it after the signups' mails, and the signups' hourly cap
+# does not count it.
+MAIL_CONFIRM = "confirm"
+MAIL_IMPORT_CONFIRM = "confirm-import"
+
+
 class OutboundMail(Base):
     """Transactional mail (confirmations) waiting to leave, or sent.
 
@@ -172,7 +180,7 @@ class OutboundMail(Base):
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[str] = mapped_column(String(20))  # "confirm"
+    kind: Mapped[str] = mapped_column(String(20))  # MAIL_CONFIRM or MAIL_IMPORT_CONFIRM
     to_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500))
     html: Mapped[str] = mapped_column(Text)

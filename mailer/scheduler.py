@@ -150,8 +150,10 @@ def bounces_job(app: Flask, stop: threading.Event) -> None:
 
 
 def outbox_job(app: Flask, stop: threading.Event) -> None:
-    """Send the confirmation mails the web app left behind (it died, SMTP was down)."""
-    sent = send_outbox(app)
+    """Send what waits in the outbox: the confirmation mails the web app left
+    behind (it died, SMTP was down) and those an import queued. SIGTERM
+    ends it between two mails (an import may have queued thousands)."""
+    sent = send_outbox(app, stop=stop)
     if sent:
         log.info("sent %d transactional mails left in the outbox", sent)
 

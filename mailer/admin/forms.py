@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms import BooleanField, EmailField, Field, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 
@@ -63,7 +63,15 @@ class AddFeedForm(FlaskForm):  # type: ignore[misc]
 
 
 class ImportForm(FlaskForm):  # type: ignore[misc]
-    """A CSV file of readers and whether they already consented elsewhere."""
+    """A CSV file of readers, and whether they already consented elsewhere or
+    are sent a request to confirm (one or the other)."""
 
     file = FileField(_l("CSV file"), validators=[FileRequired(_l("Choose a CSV file."))])
     confirmed = BooleanField(_l("These readers already gave their consent elsewhere (import them as confirmed)"))
+    send_confirmation = BooleanField(_l("Send them a request to confirm"))
+
+    def validate_send_confirmation(self, field: Field) -> None:
+        """Confirmed readers need no confirmation: tick one box or the other."""
+        if field.data and self.confirmed.data:
+            raise ValidationError(_l("Either they already gave their consent, or they are sent a request to "
+                                     "confirm: tick only one of the two."))

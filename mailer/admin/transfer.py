@@ -51,7 +51,8 @@ def import_readers() -> ResponseReturnValue:
         try:
             # utf-8-sig: spreadsheets put a byte-order mark in front of the header.
             handle = io.TextIOWrapper(upload.stream, encoding="utf-8-sig", newline="")
-            report = subscriptions.import_csv(session, handle, confirmed=bool(form.confirmed.data), source=name)
+            report = subscriptions.import_csv(session, handle, confirmed=bool(form.confirmed.data), source=name,
+                                              send_confirmation=bool(form.send_confirmation.data))
             session.commit()
         except (subscriptions.CsvError, UnicodeDecodeError) as exc:
             session.rollback()
@@ -59,6 +60,9 @@ def import_readers() -> ResponseReturnValue:
         else:
             admin = current_admin()
             log.info("admin import of %s by %s: %s", name, admin.email if admin else "?", report.summary())
+            if report.confirmation_requests:
+                # This process's outbox thread sends them (and the scheduler's job).
+                subscriptions.notify_outbox(current_app._get_current_object())  # type: ignore[attr-defined]
     status = 400 if error or form.errors else 200
     return render_template(
         "pages/admin/import.html",
@@ -67,6 +71,7 @@ def import_readers() -> ResponseReturnValue:
         error=error,
         max_problems=MAX_PROBLEMS_SHOWN,
         max_megabytes=MAX_UPLOAD_BYTES // (1024 * 1024),
+        purge_days=current_app.config["PURGE_UNCONFIRMED_DAYS"],
     ), status
 
 

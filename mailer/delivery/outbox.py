@@ -8,6 +8,12 @@ transport as the digests, so the request never waits on SMTP. Temporary
 failures are retried with backoff, by this thread and by the scheduler's
 ``send_outbox``. A row is claimed by bumping ``attempts`` with a
 compare-and-set, so two processes never send the same row at once.
+
+A signup's confirmation goes before the bulk of an import's requests to
+confirm (``MAIL_IMPORT_CONFIRM``, thousands at once), so a reader who signs
+up meanwhile still gets the mail within seconds. ``SEND_RATE`` paces each
+pass as it paces a digest run (a bucket per pass, not shared with a digest
+sender running at the same time).
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ from mailer.delivery.compose import envelope_address
 from mailer.delivery.dkim import DkimError, DkimSigner, signer_from_config
 from mailer.delivery.faults import Outcome, classify
 from mailer.delivery.message import MailSettings, transactional_mail
+from mailer.delivery.rate import TokenBucket
 from mailer.delivery.report import DeliveryError
 from mailer.delivery.smtp import SmtpTransport
 from mailer.delivery.smtp_url import parse_smtp_url
 from mailer.delivery.transport import Transport, wire_form
-from mailer.models import OutboundMail, utcnow
+from mailer.models import MAIL_IMPORT_CONFIRM, OutboundMail, utcnow
 
 EXTENSION = "mailer.outbox"
 GIVE_UP_ATTEMPTS = 10
@@ -59,14 +66,16 @@ def build_mail(row: OutboundMail, settings: MailSettings, eightbit: bool = False
     )
 
 
-def send_outbox(app: Flask, *, transport: Transport | None = None, limit: int = 100) -> int:
+def send_outbox(
+    app: Flask, *, transport: Transport | None = None, limit: int = 100, stop: threading.Event | None = None,
+) -> int:
     """Send every due ``OutboundMail`` row; return how many were sent.
 
     Safe to call from several processes at once (the scheduler's job, the
     web app's thread). A server that cannot be reached leaves the rows for a
-    later try and ends the pass.
+    later try and ends the pass; ``stop`` ends it between two mails.
     """
-    return outbox_pass(app, transport=transport, limit=limit).sent
+    return outbox_pass(app, transport=transport, limit=limit, stop=stop).sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,7 @@ def outbox_pass(
     if transport is None:
         transport = SmtpTransport(parse_smtp_url(config["SMTP_URL"]), timeout=float(config.get("SMTP_TIMEOUT") or 60))
     factory = get_sessionmaker(app)
+    bucket = TokenBucket(float(config.get("SEND_RATE") or 0))
     sent = 0
     try:
         while True:
@@ -101,12 +111,13 @@ def outbox_pass(
                     select(OutboundMail.id, OutboundMail.attempts)
                     .where(OutboundMail.sent_at.is_(None), OutboundMail.attempts < GIVE_UP_ATTEMPTS,
                            or_(OutboundMail.next_attempt_at.is_(None), OutboundMail.next_attempt_at <= utcnow()))
-                    .order_by(OutboundMail.id).limit(limit)
+                    # Signups first (False sorts first), then an import's bulk.
+                    .order_by(OutboundMail.kind == MAIL_IMPORT_CONFIRM, OutboundMail.id).limit(limit)
                 ).all()
             for mail_id, attempts in due:
                 if stop is not None and stop.is_set():
                     return OutboxPass(sent, unreachable=False)
-                sent += _send_one(app, mail_id, attempts, settings, signer, transport)
+                sent += _send_one(app, mail_id, attempts, settings, signer, transport, bucket)
             if len(due) < limit:
                 return OutboxPass(sent, unreachable=False)
     except DeliveryError as exc:
@@ -118,8 +129,11 @@ def outbox_pass(
 
 
 def _send_one(app: Flask, mail_id: int, attempts: int, settings: MailSettings, signer: DkimSigner | None,
-              transport: Transport) -> int:
-    """Claim, send and record one row; 1 if it was sent. DeliveryError passes through."""
+              transport: Transport, bucket: TokenBucket | None = None) -> int:
+    """Claim, send and record one row; 1 if it was sent. DeliveryError passes through.
+
+    ``bucket``: the pass's ``SEND_RATE``, taken before the message leaves.
+    """
     factory = get_sessionmaker(app)
     now = utcnow()
     with factory() as session, session.begin():
@@ -142,6 +156,8 @@ def _send_one(app: Flask, mail_id: int, attempts: int, settings: MailSettings, s
     message, eightbit = build_mail(row, settings, transport.eightbit and signer is None)
     if signer is not None:
         message = signer.sign(message)
+    if bucket is not None:
+        bucket.take()
     try:
         options = ["BODY=8BITMIME"] if eightbit else []
         if not address.isascii():

@@ -15,6 +15,7 @@ from flask import Blueprint, Flask
 from mailer.subscriptions.csvexport import export_csv
 from mailer.subscriptions.csvimport import CsvError, ImportReport, Problem, import_csv
 from mailer.subscriptions.lifecycle import erase, personal_data, resubscribe, unsubscribe, update_preferences
+from mailer.subscriptions.mails import notify_outbox
 from mailer.subscriptions.maintenance import purge_unconfirmed, suppress_bounced
 from mailer.subscriptions.signup import apply_queue
 from mailer.subscriptions.worker import EXTENSION, SignupWorker
@@ -41,6 +42,7 @@ __all__ = [
     "export_csv",
     "import_csv",
     "init_app",
+    "notify_outbox",
     "personal_data",
     "purge_unconfirmed",
     "resubscribe",

@@ -3,9 +3,20 @@
 Built for big lists: rows are checked in Python, addresses already known are
 found with one query, and new readers go in with bulk INSERTs (100,000 rows
 take seconds). Bad rows are reported by line number and skipped; nothing
-else is lost. No mail is sent. An address known in any state is skipped, so
-that an unsubscribed, bounced or erased reader (whose hash is kept) cannot
-be re-added without a new consent.
+else is lost. An address known in any state is skipped, so that an
+unsubscribed, bounced or erased reader (whose hash is kept) cannot be
+re-added without a new consent.
+
+New readers come in as ``pending`` (no digest), or as ``confirmed`` when the
+operator holds their consent. Pending readers get no mail and are never
+purged, unless the import sends them a confirmation request
+(``send_confirmation``): then each new pending reader gets the confirmation
+mail in its import wording (``mails.py``), queued in the outbox with the
+same bulk INSERTs (rendered once per language, filled per reader with string
+replaces), and is purged after ``PURGE_UNCONFIRMED_DAYS`` unless it
+confirms, as a signup is. The outbox of ``delivery/`` sends them after any
+signup's mail; the signups' hourly cap (``CONFIRM_MAILS_PER_HOUR``, an
+anti-abuse limit of the public form) neither stops them nor counts them.
 
 Optional columns: ``language`` (it, en), ``topics`` (slugs separated by
 spaces, commas, ``;`` or ``|``), and ``status`` as written by ``subscribers
@@ -28,9 +39,10 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from mailer.config import LOCALES
-from mailer.models import ConsentEvent, Subscriber, SubscriberStatus, utcnow
+from mailer.models import ConsentEvent, OutboundMail, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import AddressError, parse_address
+from mailer.subscriptions.mails import ConfirmationTemplate, confirmation_template
 from mailer.subscriptions.signup import new_nonce
 from mailer.topics import normalise_topics
 
@@ -58,28 +70,40 @@ class ImportReport:
     duplicates: int = 0  # repeated in the file, or already subscribed
     suppressed: int = 0  # known as unsubscribed, bounced or erased
     problems: list[Problem] = field(default_factory=list)
+    confirmation_requests: int = 0  # confirmation mails queued in the outbox
 
     def summary(self) -> str:
         """One line for the operator."""
-        return (f"imported {self.imported}, skipped {self.duplicates} already known, "
+        line = (f"imported {self.imported}, skipped {self.duplicates} already known, "
                 f"{self.suppressed} suppressed (unsubscribed, bounced or erased), {len(self.problems)} bad rows")
+        if self.confirmation_requests:
+            line += f", {self.confirmation_requests} confirmation requests queued"
+        return line
 
 
 def import_csv(
     session: Session, handle: IO[str], confirmed: bool = False, source: str = "import",
-    config: Mapping[str, Any] | None = None, now: datetime | None = None,
+    config: Mapping[str, Any] | None = None, now: datetime | None = None, send_confirmation: bool = False,
 ) -> ImportReport:
     """Import readers from ``handle``; ``confirmed``: they consented elsewhere.
 
-    Without ``confirmed`` they come in as pending, get no mail, and are not
-    purged (they never received a link). Raises CsvError when the file has
-    no header with an ``email`` column. The caller commits.
+    Without ``confirmed`` they come in as pending. ``send_confirmation``
+    queues a confirmation request for each new pending reader (the purge
+    drops those who do not confirm); without it they get no mail and are
+    not purged (they never received a link). The two options exclude each
+    other (ValueError). Raises CsvError when the file has no header with an
+    ``email`` column. The caller commits, then wakes the outbox
+    (``mails.notify_outbox``) if it runs one.
     """
     from flask import current_app
 
+    if confirmed and send_confirmation:
+        raise ValueError("confirmed readers need no confirmation request")
     config = config if config is not None else current_app.config
     now = now or utcnow()
     report = ImportReport()
+    # One rendering per language, filled per reader (see mails.py).
+    templates: dict[str, ConfirmationTemplate] | None = {} if send_confirmation else None
     rows = _rows(handle, report)
     known = set(session.scalars(select(Subscriber.email_hash)))
     suppressed = set(session.scalars(select(Subscriber.email_hash).where(
@@ -90,6 +114,11 @@ def import_csv(
             record = _subscriber_row(row, line, config, confirmed, now, report)
             if record is None:
                 continue
+            if send_confirmation and record["status"] is SubscriberStatus.PENDING:
+                # As a signup's: the purge counts from here, and the
+                # per-address limits of the signup form know of this mail.
+                record["confirm_requested_at"] = now
+                record["confirmations_sent"] = [now.isoformat()]
             if record["email_hash"] in known:
                 if record["email_hash"] in suppressed:
                     report.suppressed += 1
@@ -99,9 +128,9 @@ def import_csv(
             known.add(record["email_hash"])
             batch.append(record)
             if len(batch) >= BATCH:
-                _insert(session, batch, confirmed, source, now, report)
+                _insert(session, config, batch, confirmed, source, now, report, templates)
                 batch = []
-    _insert(session, batch, confirmed, source, now, report)
+    _insert(session, config, batch, confirmed, source, now, report, templates)
     return report
 
 
@@ -182,10 +211,12 @@ def _values(
 
 
 def _insert(
-    session: Session, batch: list[dict[str, Any]], confirmed: bool, source: str, now: datetime,
-    report: ImportReport,
+    session: Session, config: Mapping[str, Any], batch: list[dict[str, Any]], confirmed: bool, source: str,
+    now: datetime, report: ImportReport, templates: dict[str, ConfirmationTemplate] | None,
 ) -> None:
-    """Insert one batch of subscribers and their "import" consent events."""
+    """Insert one batch of subscribers, their "import" consent events and,
+    when ``templates`` is given (a cache per language), the confirmation
+    requests of the pending ones."""
     if not batch:
         return
     # Core, not ORM, statements: the ORM's per-row bookkeeping would be most of the time.
@@ -196,11 +227,30 @@ def _insert(
     inserted = connection.execute(
         insert(subscribers).returning(subscribers.c.id, subscribers.c.email_hash), batch).tuples()
     ids = {email_hash: sid for sid, email_hash in inserted}
+    requested = [row for row in batch if row["confirm_requested_at"] is not None]
     connection.execute(insert(events), [
         {"subscriber_id": ids[row["email_hash"]], "email_hash": row["email_hash"], "action": consent.IMPORT,
          "channel": consent.CHANNEL_IMPORT, "occurred_at": now, "language": row["language"],
          "source_page": source[:1000], "ip": None, "user_agent": None, "consent_text_version": None,
-         "details": {"confirmed": confirmed, "status": str(row["status"])}}
+         "details": _details(row, confirmed, templates is not None)}
         for row in batch
     ])
+    if templates is not None and requested:
+        mails = []
+        for row in requested:
+            template = templates.get(row["language"])
+            if template is None:
+                template = templates[row["language"]] = confirmation_template(config, row["language"], imported=True)
+            mails.append(template.for_address(row["email"]).values(config, ids[row["email_hash"]],
+                                                                   row["confirm_nonce"]))
+        connection.execute(insert(cast(Table, OutboundMail.__table__)), mails)
+        report.confirmation_requests += len(mails)
     report.imported += len(batch)
+
+
+def _details(row: Mapping[str, Any], confirmed: bool, send_confirmation: bool) -> dict[str, Any]:
+    """The details of a reader's "import" consent event."""
+    details: dict[str, Any] = {"confirmed": confirmed, "status": str(row["status"])}
+    if send_confirmation:
+        details["confirmation_requested"] = row["confirm_requested_at"] is not None
+    return details

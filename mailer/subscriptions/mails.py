@@ -6,6 +6,11 @@ from a thread, so the answer never waits on SMTP and looks the same for
 every address. The mail carries nothing but the confirmation: no news, no
 advertising, no tracking.
 
+An import (``csvimport.py``, ``--send-confirmation``) sends the same mail
+with its own wording (``imported=True``): those readers asked for nothing
+here, so the mail says they are on the list, and that their address is
+deleted unless they confirm.
+
 As for the digest, the templates are rendered once per language with
 placeholders, then filled per reader with a string replace: a signup pays
 microseconds, not a Jinja render with a dozen translations.
@@ -22,11 +27,11 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from markupsafe import escape
 
-from mailer.models import utcnow
+from mailer.models import MAIL_CONFIRM, MAIL_IMPORT_CONFIRM, utcnow
 from mailer.subscriptions.addresses import display_address
 from mailer.tokens import CONFIRM_MAX_AGE, confirm_token
 
-KIND = "confirm"
+KIND = MAIL_CONFIRM
 CACHE = "mailer.subscriptions.confirm_mail"
 # Placeholders: plain alphanumerics, left alone by escaping and by templates.
 TOKEN_SLOT = "x0CONFIRMTOKEN0x"  # noqa: S105 - a placeholder, not a secret
@@ -42,6 +47,7 @@ class ConfirmationTemplate:
     html: str
     text: str
     to_address: str = ""
+    kind: str = KIND  # OutboundMail.kind
 
     def for_address(self, email: str) -> ConfirmationTemplate:
         """The mail with the reader's address filled in (the token still to come)."""
@@ -55,7 +61,7 @@ class ConfirmationTemplate:
         token = confirm_token(subscriber_id, nonce, config["SECRET_KEY"])
         return {
             "subscriber_id": subscriber_id,
-            "kind": KIND,
+            "kind": self.kind,
             "to_address": self.to_address,
             "subject": self.subject,
             # Tokens are URL-safe base64 and dots: nothing to escape in HTML.
@@ -66,28 +72,36 @@ class ConfirmationTemplate:
         }
 
 
-def confirmation_template(config: Mapping[str, Any], language: str) -> ConfirmationTemplate:
+def confirmation_template(
+    config: Mapping[str, Any], language: str, imported: bool = False,
+) -> ConfirmationTemplate:
     """The mail of ``language``, rendered once per process (needs an app context).
 
-    Rendered again each time when templates reload (debug), so that editing
-    them shows at once.
+    ``imported``: the wording for readers who came in by an import, not by
+    the signup form. Rendered again each time when templates reload
+    (debug), so that editing them shows at once.
     """
-    cache: dict[str, ConfirmationTemplate] = current_app.extensions.setdefault(CACHE, {})
-    template = cache.get(language)
+    cache: dict[tuple[str, bool], ConfirmationTemplate] = current_app.extensions.setdefault(CACHE, {})
+    template = cache.get((language, imported))
     if template is None or current_app.debug or current_app.jinja_env.auto_reload:
-        template = cache[language] = _render(config, language)
+        template = cache[language, imported] = _render(config, language, imported)
     return template
 
 
-def _render(config: Mapping[str, Any], language: str) -> ConfirmationTemplate:
+def _render(config: Mapping[str, Any], language: str, imported: bool) -> ConfirmationTemplate:
     """Render templates/email/confirm.{html,txt} in ``language`` with placeholders."""
+    valid_days = CONFIRM_MAX_AGE // 86400
     context = {
         "site_name": config["SITE_NAME"],
         "site_url": config["SITE_URL"],
         "postal_address": config["POSTAL_ADDRESS"],
         "confirm_url": f"{config['BASE_URL']}/confirm/{TOKEN_SLOT}",
         "address": ADDRESS_SLOT,
-        "valid_days": CONFIRM_MAX_AGE // 86400,
+        "valid_days": valid_days,
+        "imported": imported,
+        # After this the reader cannot confirm any more (the link expired, or
+        # the purge deleted the address), and the purge will delete it.
+        "delete_days": min(valid_days, int(config["PURGE_UNCONFIRMED_DAYS"])),
         "privacy_url": _absolute(config, config["PRIVACY_URL"]),
         "language": language,
     }
@@ -95,7 +109,8 @@ def _render(config: Mapping[str, Any], language: str) -> ConfirmationTemplate:
         subject = str(_("Confirm your subscription to %(site)s", site=config["SITE_NAME"]))
         html = render_template("email/confirm.html", subject=subject, **context)
         text = render_template("email/confirm.txt", subject=subject, **context)
-    return ConfirmationTemplate(language=language, subject=subject, html=html, text=text)
+    return ConfirmationTemplate(language=language, subject=subject, html=html, text=text,
+                                kind=MAIL_IMPORT_CONFIRM if imported else MAIL_CONFIRM)
 
 
 def notify_outbox(app: Flask) -> None:

@@ -11,20 +11,28 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.admin.streaming import CHUNK, stream_writes
-from mailer.models import ConsentEvent, Subscriber, SubscriberStatus
+from mailer.models import MAIL_IMPORT_CONFIRM, ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
 from tests.admin import seed
+from tests.admin.conftest import add_admin, csrf_token, log_in
+from tests.subscriptions.conftest import delivered
 
 
-def _upload(client, body: bytes, confirmed: bool = False, name: str = "lista.csv"):
+def _upload(client, body: bytes, confirmed: bool = False, name: str = "lista.csv", send_confirmation: bool = False,
+            csrf: str | None = None):
     data = {"file": (io.BytesIO(body), name)}
     if confirmed:
         data["confirmed"] = "y"
+    if send_confirmation:
+        data["send_confirmation"] = "y"
+    if csrf:
+        data["csrf_token"] = csrf
     return client.post("/admin/readers/import", data=data, content_type="multipart/form-data")
 
 
 def test_import_page(admin_client):
     html = admin_client.get("/admin/readers/import").get_data(as_text=True)
     assert 'enctype="multipart/form-data"' in html and 'name="confirmed"' in html
+    assert 'name="send_confirmation"' in html and "Send them a request to confirm" in html
 
 
 def test_import_reports_bad_rows_by_line(admin_client, session):
@@ -58,6 +66,48 @@ def test_import_without_consent_makes_pending_readers(admin_client, session):
     response = _upload(admin_client, b"email\nuno@example.it\n")
     assert response.status_code == 200
     assert session.scalar(select(Subscriber.status).where(Subscriber.email == "uno@example.it")) == "pending"
+
+
+def test_import_with_confirmation_requests(admin_client, session, smtp_server):
+    seed.reader(session, "gia@example.it", SubscriberStatus.PENDING)
+    seed.reader(session, "via@example.it", SubscriberStatus.UNSUBSCRIBED)
+    session.commit()
+    body = b"email,language\nnuovo@example.it,it\nnew@example.org,en\ngia@example.it,it\nvia@example.it,it\n"
+    response = _upload(admin_client, body, send_confirmation=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "imported 2" in html and "2 confirmation requests queued" in html
+    assert 'id="import-confirmations"' in html
+    requests = session.scalars(select(OutboundMail).where(OutboundMail.kind == MAIL_IMPORT_CONFIRM)).all()
+    assert sorted(m.to_address for m in requests) == ["new@example.org", "nuovo@example.it"]
+    # The web app's own outbox thread sends them at once.
+    [received] = delivered(smtp_server, "nuovo@example.it")
+    assert "è nell'elenco dei lettori" in received.message.get_body(("plain",)).get_content()
+    assert smtp_server.to("gia@example.it") == [] and smtp_server.to("via@example.it") == []
+
+
+def test_import_refuses_both_boxes(admin_client, session):
+    response = _upload(admin_client, b"email\nuno@example.it\n", confirmed=True, send_confirmation=True)
+    assert response.status_code == 400
+    assert "tick only one of the two" in response.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+    assert session.scalar(select(func.count()).select_from(OutboundMail)) == 0
+
+
+def test_import_with_confirmation_requests_and_csrf_on(make_app, session):
+    app = make_app(WTF_CSRF_ENABLED=True)
+    add_admin(session)
+    session.commit()
+    client = app.test_client()
+    assert log_in(client).status_code == 303
+    token = csrf_token(client.get("/admin/readers/import").get_data(as_text=True))
+    assert token
+    assert _upload(client, b"email\nuno@example.it\n", send_confirmation=True).status_code == 400  # no token
+    response = _upload(client, b"email\nuno@example.it\n", send_confirmation=True, csrf=token)
+    assert response.status_code == 200
+    assert "1 confirmation request queued" in response.get_data(as_text=True)
+    assert session.scalar(select(OutboundMail.to_address).where(OutboundMail.kind == MAIL_IMPORT_CONFIRM)) \
+        == "uno@example.it"
 
 
 @pytest.mark.parametrize(("body", "message"), [
