@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from mailer.config import load_config
 
@@ -41,7 +42,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     i18n.init_app(app)
     security.init_app(app)
 
-    from mailer import admin, cli, delivery, devmail, digest, feeds, health, subscriptions
+    from mailer import admin, cli, delivery, devmail, digest, errors, feeds, health, subscriptions
+
+    # Ids in URLs fit a 64-bit column: a bigger number is a 404, not an overflow deep in the driver.
+    app.url_map.converters["int"] = BoundedIntConverter
 
     app.register_blueprint(subscriptions.bp)
     app.register_blueprint(digest.bp)
@@ -50,6 +54,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     if app.config.get("SHOW_CAPTURED_MAIL"):
         app.register_blueprint(devmail.bp)
+    errors.init_app(app)
     subscriptions.init_app(app)
     delivery.init_app(app)
     cli.init_app(app)
@@ -62,6 +67,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # drives rate limits and the consent log.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     return app
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:...>`` limited to what a BIGINT holds."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002 - Werkzeug's name
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def _fill_embedded_defaults(app: Flask, config: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ else ``MAILER_LOCALE``.
 from __future__ import annotations
 
 from flask import Flask, current_app, g, has_request_context, request
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, refresh
 
 from mailer.config import LOCALES
 
@@ -27,6 +27,21 @@ def select_locale() -> str:
     return str(current_app.config["LOCALE"])
 
 
+def language_from_query() -> None:
+    """``?lang=en`` switches any page (the language links, "view in browser")."""
+    chosen = request.args.get("lang")
+    if chosen in LOCALES and g.get("reader_language") != chosen:
+        g.reader_language = chosen
+        refresh()  # Flask-Babel caches a request's locale
+
+
+def with_language(url: str) -> str:
+    """One of our own pages' URL (``/privacy``) with ``?lang=`` of the current page; others as they are."""
+    if not url.startswith("/") or url.startswith("//"):
+        return url
+    return f"{url}{'&' if '?' in url else '?'}lang={get_locale()}"
+
+
 def select_timezone() -> str:
     """Dates in pages and mails are shown in ``MAILER_TIMEZONE``."""
     return str(current_app.config["TIMEZONE"])
@@ -41,3 +56,5 @@ def init_app(app: Flask) -> None:
     # Every page's <html lang> needs it; one global instead of a context
     # processor per blueprint.
     app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["with_language"] = with_language
+    app.before_request(language_from_query)

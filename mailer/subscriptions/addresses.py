@@ -73,12 +73,38 @@ def parse_address(raw: str) -> Address:
                 allow_display_name=False,
             )
         except EmailNotValidError as exc:
-            raise AddressError(_("This is not a valid email address (%(detail)s).", detail=str(exc))) from None
+            raise AddressError(_reason(str(exc))) from None
         ascii_email = valid.ascii_email or valid.normalized
     email = ascii_email.lower()
     if len(email) > MAX_LENGTH:
         raise AddressError(_("The address is too long: at most %(max)d characters.", max=MAX_LENGTH))
     return Address(email=email, display=display_address(email), hash=email_hash(email))
+
+
+def _reason(detail: str) -> str:
+    """email-validator's refusal (English only) said in the page's language.
+
+    Its messages are matched by their wording (email-validator 2.x); one we
+    do not know gets the general sentence rather than English on an Italian
+    page.
+    """
+    detail = detail.lower()
+    characters = "contains invalid characters" in detail or "must have an @" in detail
+    if "two periods" in detail:
+        return str(_("The address cannot have two dots in a row."))
+    if "period" in detail and "hyphen" not in detail and "separated" not in detail:
+        return str(_("The address cannot start or end with a dot, nor have one next to the @."))
+    if "hyphen" in detail:
+        return str(_("A part of the domain after the @ cannot start or end with a hyphen."))
+    if characters and "before the @" in detail:
+        return str(_("The part before the @ has characters that are not allowed (use letters, digits and . _ + -)."))
+    if characters or ("after the @" in detail and "invalid" in detail):
+        return str(_("The domain after the @ has characters that are not allowed."))
+    if "special-use or reserved" in detail:
+        return str(_("That domain is reserved: it cannot receive mail."))
+    if "too long" in detail or "so many characters" in detail:
+        return str(_("The address, or a part of its domain, is too long."))
+    return str(_("This is not a valid email address: please check it."))
 
 
 @lru_cache(maxsize=20_000)

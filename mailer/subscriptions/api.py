@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request
 from flask_babel import gettext as _
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from mailer.config import LOCALES
 from mailer.db import get_engine
@@ -89,13 +90,34 @@ def _accepted(language: str) -> Response:
     return Response(body, mimetype="application/json")
 
 
+def _json_body() -> Any:
+    """The request's JSON, or None; raise ApiError when it is too large.
+
+    The size is checked while reading, so a chunked body (no Content-Length)
+    is cut at ``MAX_BODY`` too; a document nested too deeply for the parser
+    is a bad body like any other, not a crash.
+    """
+    if not request.is_json:
+        return None
+    request.max_content_length = MAX_BODY
+    try:
+        raw = request.get_data(cache=True)
+        # A stream cut at the limit (Werkzeug may stop there without a word) is too large too.
+        if len(raw) >= MAX_BODY:
+            raise RequestEntityTooLarge
+    except RequestEntityTooLarge:
+        raise ApiError("bad_body", _("The request is too large."), 413) from None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _parse() -> SignupRequest:
     """Check the request and build the signup; raise ApiError."""
     if _foreign_origin():
-        raise ApiError("origin_not_allowed", "This site may not sign readers up here.", 403)
-    if (request.content_length or 0) > MAX_BODY:
-        raise ApiError("bad_body", _("The request is too large."), 413)
-    body: Any = request.get_json(silent=True) if request.is_json else None
+        raise ApiError("origin_not_allowed", _("This site may not sign readers up here."), 403)
+    body = _json_body()
     if not isinstance(body, dict):
         raise ApiError("bad_body", _("Expected a JSON object with at least \"email\" and \"consent\"."))
     # The newsletter's language: the one asked for, else the browser's (Accept-Language), else MAILER_LOCALE.
@@ -113,7 +135,9 @@ def _parse() -> SignupRequest:
         raise ApiError(exc.code, exc.reason) from None
     if body.get("consent") is not True:
         raise ApiError("consent_required", _("Please tick the box: we need your consent."))
-    topics = body.get("topics") or []
+    topics = body.get("topics")
+    if topics is None:
+        topics = []
     if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
         raise ApiError("bad_topics", _("Topics must be a list of topic names."))
     try:

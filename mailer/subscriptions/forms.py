@@ -30,6 +30,12 @@ LANGUAGE_NAMES = {"it": "Italiano", "en": "English"}  # each in its own language
 FORM_MAX_AGE = 24 * 3600
 
 
+# WTForms' own words for these ("'x' is not a valid choice for this field.")
+# have no Italian in its catalogue: ours say it in the page's language.
+BAD_TOPIC = _l("Choose among the topics shown.")
+BAD_LANGUAGE = _l("Choose one of the languages shown.")
+
+
 class CheckboxesField(SelectMultipleField):  # type: ignore[misc]
     """A list of checkboxes (WTForms' multi-select, drawn as checkboxes)."""
 
@@ -70,8 +76,9 @@ class SignupForm(FlaskForm):  # type: ignore[misc]
     """``GET /`` and ``POST /subscribe``."""
 
     email = StringField(_l("Your email address"), render_kw={"autocomplete": "email", "inputmode": "email"})
-    topics = CheckboxesField(_l("Topics"), choices=[], validate_choice=True)
-    language = SelectField(_l("Language of the newsletter"), choices=language_choices)
+    topics = CheckboxesField(_l("Topics"), choices=[], validate_choice=True, invalid_choice_message=BAD_TOPIC)
+    language = SelectField(_l("Language of the newsletter"), choices=language_choices,
+                           invalid_choice_message=BAD_LANGUAGE)
     consent = BooleanField(validators=[DataRequired(message=_l("Please tick the box: we need your consent."))])
     homepage = StringField(_l("Leave this field empty"), render_kw={"autocomplete": "off", "tabindex": "-1"})
     started = HiddenField()
@@ -107,8 +114,9 @@ class PreferencesForm(FlaskForm):  # type: ignore[misc]
     class Meta:
         csrf = False
 
-    topics = CheckboxesField(_l("Topics"), choices=[], validate_choice=True)
-    language = SelectField(_l("Language of the newsletter"), choices=language_choices)
+    topics = CheckboxesField(_l("Topics"), choices=[], validate_choice=True, invalid_choice_message=BAD_TOPIC)
+    language = SelectField(_l("Language of the newsletter"), choices=language_choices,
+                           invalid_choice_message=BAD_LANGUAGE)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

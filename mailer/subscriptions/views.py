@@ -12,14 +12,16 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Response, current_app, g, jsonify, render_template, request
+from flask import Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import refresh
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import TooManyRequests
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from mailer.config import LOCALES
 from mailer.db import get_engine
+from mailer.i18n import with_language
 from mailer.security import csrf
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.forms import SignupForm, form_age, form_timestamp
@@ -72,18 +74,11 @@ def set_language(language: str, *, unless_chosen: bool = False) -> None:
     refresh()
 
 
-@bp.before_request
-def _language_from_query() -> None:
-    """``?lang=en`` switches the public pages."""
-    chosen = request.args.get("lang")
-    if chosen:
-        set_language(chosen)
-
-
 def _signup_page(form: SignupForm, form_error: str | None = None, status: int = 200) -> Response:
     """The signup page with ``form`` (and its errors)."""
     config = current_app.config
-    label = consent.consent_label(config["SITE_NAME"], config["PRIVACY_URL"])
+    # The notice opens in the language of the page the box is on.
+    label = consent.consent_label(config["SITE_NAME"], with_language(config["PRIVACY_URL"]))
     page = render_template("pages/signup.html", form=form, form_error=form_error, consent_label=label)
     response = current_app.make_response((page, status))
     response.headers["Cache-Control"] = "no-store"  # it carries a CSRF token and a timestamp
@@ -96,6 +91,13 @@ def signup_page() -> Response:
     form = SignupForm(formdata=None)
     form.started.data = form_timestamp()
     return _signup_page(form)
+
+
+@bp.get("/subscribe")
+def subscribe_page() -> WerkzeugResponse:
+    """The form's own address, opened again (the language switch of its error page, a reload): the form."""
+    language = request.args.get("lang")
+    return redirect(url_for(".signup_page", lang=language if language in LOCALES else None), code=303)
 
 
 @bp.post("/subscribe")
@@ -137,9 +139,22 @@ def privacy() -> str:
     return render_template("pages/privacy.html")
 
 
+def _language_of_the_form() -> None:
+    """Answer a refused signup in the language the form or the JSON body chose (read only on refusals)."""
+    if request.path.startswith("/api/"):
+        small = request.content_length is not None and request.content_length <= 16 * 1024
+        body = request.get_json(silent=True) if small else None
+        language = body.get("language") if isinstance(body, dict) else None
+    else:
+        language = request.form.get("language")
+    if isinstance(language, str):
+        set_language(language, unless_chosen=True)
+
+
 @bp.errorhandler(CSRFError)
 def _csrf_failed(error: CSRFError) -> tuple[str, int]:
     """A form without a valid CSRF token: explain, change nothing."""
+    _language_of_the_form()
     return error_page(400, _("This form has expired"),
                       _("For your security the form works only for a while after the page is opened. "
                         "Please go back, reload the page and send it again."))
@@ -148,6 +163,7 @@ def _csrf_failed(error: CSRFError) -> tuple[str, int]:
 @bp.errorhandler(TooManyRequests)
 def _too_many(error: TooManyRequests) -> Response:
     """429 with Retry-After: JSON for the API, a page for people."""
+    _language_of_the_form()
     if request.path.startswith("/api/"):
         message = _("Too many signups from your network. Please try again later.")
         response = current_app.make_response((jsonify(error="rate_limited", message=message), 429))

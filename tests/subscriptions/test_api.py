@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
 import pytest
@@ -44,6 +46,9 @@ def test_accepted_with_the_same_body_for_any_address(client: FlaskClient, sessio
     ({"consent": True}, "missing_email"),
     ({"email": "mario@example.it", "consent": True, "topics": ["gossip"]}, "unknown_topic"),
     ({"email": "mario@example.it", "consent": True, "topics": "ai"}, "bad_topics"),
+    ({"email": "mario@example.it", "consent": True, "topics": {}}, "bad_topics"),
+    ({"email": "mario@example.it", "consent": True, "topics": 0}, "bad_topics"),
+    ({"email": "mario@example.it", "consent": True, "topics": False}, "bad_topics"),
     ({"email": "mario@example.it", "consent": True, "language": "fr"}, "bad_language"),
     (["mario@example.it"], "bad_body"),
     ("mario@example.it", "bad_body"),
@@ -71,9 +76,22 @@ def test_body_must_be_json(client: FlaskClient, session: Session) -> None:
     assert session.scalar(select(func.count(Subscriber.id))) == 0
 
 
-def test_oversized_body_refused(client: FlaskClient) -> None:
+def test_oversized_body_refused(client: FlaskClient, session: Session) -> None:
     answer = post(client, {"email": "mario@example.it", "consent": True, "source": "x" * 20000})
-    assert answer.status_code == 413
+    assert answer.status_code == 413 and answer.get_json()["error"] == "bad_body"
+    # Chunked, with no Content-Length to check up front: cut while reading.
+    body = json.dumps({"email": "mario@example.it", "consent": True, "source": "x" * 1_000_000}).encode()
+    chunked = client.post("/api/subscribe", input_stream=io.BytesIO(body), content_type="application/json",
+                          headers={"Transfer-Encoding": "chunked"},
+                          environ_overrides={"wsgi.input_terminated": True})  # as gunicorn says of a chunked body
+    assert chunked.status_code == 413 and chunked.get_json()["error"] == "bad_body"
+    assert session.scalar(select(func.count(Subscriber.id))) == 0
+
+
+def test_deeply_nested_json_is_a_bad_body_not_a_crash(client: FlaskClient) -> None:
+    nested = '{"email": "mario@example.it", "consent": true, "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    answer = client.post("/api/subscribe", data=nested, content_type="application/json")
+    assert answer.status_code == 400 and answer.get_json()["error"] == "bad_body"
 
 
 def test_records_source_and_consent_text(client: FlaskClient, session: Session) -> None:

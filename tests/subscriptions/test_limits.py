@@ -172,3 +172,13 @@ def test_rate_limit_per_ip_on_both_routes(make_app, session: Session) -> None:  
     # The signup page itself and the CORS preflight are not limited.
     assert client.get("/").status_code == 200
     assert client.options("/api/subscribe").status_code == 204
+    # The refusal speaks the language the form or the body chose, whatever the browser says.
+    italian_browser = {"Accept-Language": "it"}
+    english = client.post("/api/subscribe", json={"email": "g@example.it", "consent": True, "language": "en"},
+                          headers=italian_browser)
+    assert english.status_code == 429 and "Too many" in english.get_json()["message"]
+    form = subscribe(client, app, "h@example.it", language="en")  # its own Accept-Language is en
+    assert "Too many" in form.get_data(as_text=True)
+    italian = client.post("/api/subscribe", json={"email": "i@example.it", "consent": True, "language": "it"},
+                          headers={"Accept-Language": "en"})
+    assert italian.status_code == 429 and "Too many" not in italian.get_json()["message"]

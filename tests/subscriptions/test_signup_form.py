@@ -26,7 +26,7 @@ def test_signup_page_has_the_form(client: FlaskClient) -> None:
     # The consent box is there, required, unticked, and links the privacy notice.
     box = re.search(r'<input[^>]*id="consent"[^>]*>', html)
     assert box and "checked" not in box.group(0) and "required" in box.group(0)
-    assert '<a href="/privacy"' in html
+    assert '<a href="/privacy?lang=en"' in html
     # Topics from the configuration, a honeypot, the signed timestamp.
     assert 'value="ai"' in html and "Artificial intelligence" in html
     assert 'name="homepage"' in html and 'class="honeypot"' in html
@@ -189,3 +189,13 @@ def test_check_inbox_page_is_in_the_chosen_language(app: Flask, client: FlaskCli
     assert session.scalar(select(OutboundMail.subject)) == italian
     subscribe(client, app, "anna@example.it", language="en")
     assert mails(session, "anna@example.it")[0].subject == english
+
+
+def test_a_forged_topic_is_refused_in_the_pages_language(
+        app: Flask, client: FlaskClient, session: Session) -> None:
+    """WTForms' own "not a valid choice" has no Italian: ours is said in the page's language."""
+    forged = subscribe(client, app, "mario@example.it", topics="gossip", language="it")
+    assert forged.status_code == 400
+    page = forged.get_data(as_text=True)
+    assert "Scegli tra gli argomenti proposti." in page and "not a valid choice" not in page
+    assert session.scalar(select(func.count(Subscriber.id))) == 0

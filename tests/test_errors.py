@@ -1,0 +1,57 @@
+"""Error answers: pages in the site's layout and language, JSON under /api/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from mailer import create_app
+from mailer.db import get_engine
+
+
+def test_a_missing_page_is_a_404_in_the_readers_language(client: FlaskClient) -> None:
+    italian = client.get("/no-such-page", headers={"Accept-Language": "it"})
+    assert italian.status_code == 404
+    page = italian.get_data(as_text=True)
+    assert '<html lang="it"' in page and "Pagina non trovata" in page and 'class="site-footer"' in page
+    english = client.get("/no-such-page?lang=en")
+    assert english.status_code == 404 and "Page not found" in english.get_data(as_text=True)
+
+
+def test_the_api_answers_json_even_for_a_wrong_method(client: FlaskClient) -> None:
+    answer = client.get("/api/subscribe")
+    assert answer.status_code == 405 and answer.is_json
+    assert answer.get_json()["error"] == "method_not_allowed" and "POST" in answer.headers["Allow"]
+
+
+def test_an_id_too_large_for_the_database_is_a_404(client: FlaskClient) -> None:
+    assert client.get("/archive/99999999999999999999").status_code == 404
+    assert client.get("/archive/9223372036854775808").status_code == 404
+
+
+def test_the_form_address_opened_with_get_leads_back_to_the_form(client: FlaskClient) -> None:
+    """The language links of the form's error page point at /subscribe?lang=...: no bare 405."""
+    answer = client.get("/subscribe?lang=en")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/?lang=en")
+    assert client.get("/subscribe").headers["Location"].endswith("/")
+
+
+def test_the_api_with_the_database_down_is_a_json_503(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    app = make_app()
+    down = create_app({**app.config, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/db.sqlite3"})
+    try:
+        answer = down.test_client().post("/api/subscribe", json={"email": "mario@example.it", "consent": True})
+    finally:
+        get_engine(down).dispose()
+    assert answer.status_code == 503 and answer.is_json and answer.headers["Retry-After"]
+    assert answer.get_json()["error"] == "service_unavailable"
+
+
+def test_privacy_links_open_in_the_pages_language(client: FlaskClient) -> None:
+    page = client.get("/?lang=en", headers={"Accept-Language": "it"}).get_data(as_text=True)
+    assert 'href="/privacy?lang=en"' in page  # the consent box and the footer
+    assert "Privacy notice" in client.get("/privacy?lang=en", headers={"Accept-Language": "it"}).get_data(
+        as_text=True)
