@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,19 @@ class JsonLogger(Logger):  # type: ignore[misc]
 
 if os.environ.get("MAILER_LOG_JSON", "").lower() in ("1", "true", "yes"):
     logger_class = JsonLogger
+
+
+def on_starting(server: Any) -> None:
+    """Check the configuration once, in the master, before any worker starts.
+
+    A bad MAILER_* value would otherwise stop each worker as it boots, and
+    gunicorn would start a new one forever; here it stops gunicorn itself
+    with the same one line naming the variable.
+    """
+    from mailer.config import ConfigError, load_config
+
+    try:
+        load_config(os.environ, None, os.environ.get("MAILER_INSTANCE_PATH") or str(Path(__file__).parent / "instance"))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)  # noqa: T201 - before any logging exists
+        raise SystemExit(2) from None

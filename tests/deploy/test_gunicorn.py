@@ -192,3 +192,15 @@ def test_json_access_log(database_url: str, smtp_server, tmp_path: Path) -> None
     assert access[0]["status"] == 200
     assert access[0]["query"] == "probe=1"
     assert access[0]["user_agent"] == 'say "hi"'
+
+
+def test_a_bad_setting_stops_gunicorn_with_one_line(tmp_path: Path) -> None:
+    """Checked once in the master: no worker restarted forever on a value that can never work."""
+    env = environment("sqlite:///" + str(tmp_path / "db.sqlite3"), "smtp://127.0.0.1:25", tmp_path,
+                      MAILER_BASE_URL="not a url")
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{free_port()}", "wsgi:app"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: MAILER_BASE_URL:"), done.stderr
+    assert "Booting worker" not in done.stderr and "Traceback" not in done.stderr
