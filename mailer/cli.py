@@ -70,7 +70,8 @@ def feeds_fetch() -> None:
 def digest_send() -> None:
     """Finish any unfinished digest, then compose and send a new one if any.
 
-    Exit 0 when every delivery is settled, 75 when some wait for a retry.
+    Exit 0 when every delivery is settled, 75 when some wait for a retry,
+    1 on error, a paused digest included.
     """
     from mailer import scheduler
     from mailer.delivery import DeliveryError
@@ -83,7 +84,9 @@ def digest_send() -> None:
         fail(str(exc), exc.exit_status)
     for digest_id, _reason in getattr(report, "paused", []):
         click.echo(f"digest {digest_id} was paused: fix the cause, then 'digest resume {digest_id}'", err=True)
-    if getattr(report, "paused", None):
+    # A paused digest's deliveries are not settled: the operator has to act (the line above, or the
+    # run's own "is paused" line says how), whether this run paused it or found it so.
+    if getattr(report, "paused", None) or getattr(report, "still_paused", None):
         sys.exit(1)
     if report.deferred:
         click.echo(f"{report.deferred} deliveries deferred by temporary failures: run again later")

@@ -43,6 +43,9 @@ class DeliveryReport:
     skipped: int = 0
     paused: list[tuple[int, str]] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
+    # Digests found paused when the run began (by the operator or an earlier
+    # run): their deliveries are not settled either.
+    still_paused: list[int] = field(default_factory=list)
 
     def merge(self, other: DeliveryReport) -> DeliveryReport:
         """This run followed by ``other``: counts add up, ``deferred`` is the later state."""
@@ -54,6 +57,7 @@ class DeliveryReport:
             skipped=self.skipped + other.skipped,
             paused=self.paused + [p for p in other.paused if p not in self.paused],
             finished=self.finished + [d for d in other.finished if d not in self.finished],
+            still_paused=other.still_paused,
         )
 
     @property

@@ -110,6 +110,7 @@ class Run:
             for digest_id, reason in rows.paused_digests(conn):
                 self.echo(f"digest {digest_id} is paused ({reason or 'no reason given'}): "
                           f"'digest resume {digest_id}' sends the rest")
+                self.report.still_paused.append(digest_id)
             # Claims a dead sender left: any at all when the file lock says we
             # are alone (SQLite), else those of dead processes on this host.
             for claimant in {c for d in digests for c in rows.claimants(conn, d, utcnow())}:

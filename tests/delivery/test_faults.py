@@ -137,6 +137,9 @@ def test_a_5_7_x_pauses_the_digest_and_suppresses_nobody(app: Flask, session: Se
     later: list[str] = []
     assert deliver(app, echo=later.append).sent == 0
     assert any(f"digest {made.digest_id} is paused" in line and "5.7.1" in line for line in later)
+    # ... and `digest send` keeps exiting 1: those deliveries are not settled.
+    again = app.test_cli_runner().invoke(args=["digest", "send"])
+    assert again.exit_code == 1 and f"digest resume {made.digest_id}" in again.output
     smtp_server.handler.rcpt_replies.clear()
     assert resume_digest(session, made.digest_id) is not None
     session.commit()
