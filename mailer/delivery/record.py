@@ -52,6 +52,8 @@ class Recorder:
         self.ceiling = settings.backoff_ceiling
         self.report = DeliveryReport()
         self.counts: dict[int, Counter[str]] = {}
+        # Per digest, the deliveries whose latest try this run was deferred.
+        self.deferred: dict[int, set[int]] = {}
 
     def collect(self, conn: Connection, results: queue.SimpleQueue[Result], wait: float,
                 connections: int = 1) -> Collected:
@@ -118,6 +120,8 @@ class Recorder:
         item, outcome, reply = result.item, result.outcome, result.reply
         count = self.counts.setdefault(item.digest_id, Counter())
         report = self.report
+        deferred = self.deferred.setdefault(item.digest_id, set())
+        deferred.discard(item.delivery_id)
         if outcome is Outcome.SENT:
             report.sent += 1
             count["sent"] += 1
@@ -125,7 +129,7 @@ class Recorder:
         if outcome is Outcome.DEFERRED:
             give_up_at = item.created_at + self.give_up
             if now < give_up_at:
-                count["deferred"] += 1
+                deferred.add(item.delivery_id)
                 retry = next_attempt(item.attempts + 1, now, give_up_at, self.backoff, self.ceiling)
                 return rows.outcome_row(item, DeliveryStatus.DEFERRED, tried=True, reply=reply, now=now, next_at=retry)
             reply = f"gave up: {reply}"
@@ -167,7 +171,9 @@ class Recorder:
     def line(self, digest_id: int) -> str:
         """The digest's counts in this run, for the operator."""
         count = self.counts.get(digest_id, Counter())
-        line = f"{count['sent']} sent, {count['deferred']} deferred, {count['failed']} failed"
+        # Deferred: the deliveries still waiting at the end, however often each was tried.
+        deferred = len(self.deferred.get(digest_id, ()))
+        line = f"{count['sent']} sent, {deferred} deferred, {count['failed']} failed"
         if count["bounced"]:
             line += f" ({count['bounced']} bounced)"
         if count["skipped"]:

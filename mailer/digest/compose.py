@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, false, insert, literal, or_, select, update
+from sqlalchemy import and_, false, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,7 +73,10 @@ def _insert_deliveries(
     )
     columns = ["digest_id", "subscriber_id", "edition_id", "status", "attempts", "bounce", "created_at"]
     result = session.execute(insert(Delivery).from_select(columns, readers))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    count = result.rowcount  # type: ignore[attr-defined]
+    if count is None or count < 0:  # a driver that does not say (seen with psycopg): count them
+        count = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.edition_id == edition_id))
+    return int(count or 0)
 
 
 def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -> Digest | None:

@@ -166,3 +166,18 @@ def test_digest_send_exits_1_with_one_line_when_the_server_refuses(app: Flask, s
     result = app.test_cli_runner().invoke(args=["digest", "send"])
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: cannot connect to the SMTP server at 127.0.0.1:1: Connection refused"
+
+
+def test_the_counts_add_up_when_deferred_deliveries_are_retried_within_the_run(
+    app: Flask, session: Session, smtp_server: SmtpSink
+) -> None:
+    """A delivery deferred twice is one deferred delivery, not two."""
+    app.config.update(DELIVERY_RETRY_WITHIN_RUN_SECONDS=3, DELIVERY_BACKOFF_SECONDS=1)
+    made = make_digest(session, 6)
+    for email in made.emails[:2]:
+        smtp_server.reply_to_rcpt(email, "451 4.3.0 Try again later")
+    smtp_server.reply_to_rcpt(made.emails[2], "550 5.1.1 No such user")
+    lines: list[str] = []
+    report = deliver(app, echo=lines.append)
+    assert (report.sent, report.deferred, report.failed, report.bounced) == (3, 2, 1, 1)
+    assert f"digest {made.digest_id}: 3 sent, 2 deferred, 1 failed (1 bounced)" in lines
