@@ -27,7 +27,7 @@ from mailer.crontab import cron_trigger
 from mailer.db import get_sessionmaker, session_scope
 from mailer.delivery import DeliveryReport, deliver, send_outbox
 from mailer.delivery.bounces import Source, mark_read, read_paths, record_bounce
-from mailer.digest import compose_digest
+from mailer.digest import compose_digest, skip_reason
 from mailer.feeds import FetchResult, fetch_all_feeds, sync_configured_feeds
 from mailer.models import utcnow
 from mailer.runner import Job, SchedulerT, build_scheduler
@@ -65,9 +65,10 @@ def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print,
         if stop is not None and stop.is_set():
             return report
         with session_scope(app) as session:
-            digest = compose_digest(session, app.config, utcnow())
+            now = utcnow()
+            digest = compose_digest(session, app.config, now)
             if digest is None:
-                echo("no new digest: no new articles, or this period's digest exists")
+                echo(f"no new digest: {skip_reason(session, app.config, now) or 'another process composed it'}")
             else:
                 echo(f"composed digest {digest.id} ({digest.period}) with {digest.article_count} articles")
         if digest is not None:

@@ -27,6 +27,6 @@ from mailer.digest.lines import wrap_text  # noqa: E402
 bp.add_app_template_filter(wrap_text, "mail_wrap")
 
 from mailer.digest import views  # noqa: E402, F401 - registers the archive routes on bp
-from mailer.digest.compose import compose_digest, render_preview  # noqa: E402
+from mailer.digest.compose import compose_digest, render_preview, skip_reason  # noqa: E402
 
-__all__ = ["PREFERENCES_TOKEN", "UNSUBSCRIBE_TOKEN", "bp", "compose_digest", "render_preview"]
+__all__ = ["PREFERENCES_TOKEN", "UNSUBSCRIBE_TOKEN", "bp", "compose_digest", "render_preview", "skip_reason"]

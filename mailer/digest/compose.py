@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, false, func, insert, literal, or_, select, update
@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer.config import LOCALES
-from mailer.digest.period import digest_subject, period_key
+from mailer.digest.period import digest_subject, period_key, period_start
 from mailer.digest.pick import Item, new_articles, to_item
 from mailer.digest.render import Rendered, new_marker, render_edition
 from mailer.digest.segments import Segment, reader_segments
@@ -30,6 +30,7 @@ from mailer.models import (
     Digest,
     DigestEdition,
     DigestStatus,
+    Feed,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -79,6 +80,28 @@ def _insert_deliveries(
     return int(count or 0)
 
 
+def skip_reason(session: Session, config: Mapping[str, Any], now: datetime) -> str | None:
+    """Why no digest is composed at ``now``, or None when one is due.
+
+    One digest per period of the schedule (``period.py``); none without
+    ``DIGEST_MIN_ARTICLES`` new articles; none while no reader is confirmed,
+    so that the articles wait for the first readers instead of going into a
+    digest nobody gets.
+    """
+    start = period_start(config["DIGEST_SCHEDULE"], config["TIMEZONE"], now)
+    key = period_key(start)
+    since = start.astimezone(UTC).replace(tzinfo=None)
+    if session.scalar(select(Digest.id).where(or_(Digest.period == key, Digest.created_at >= since))) is not None:
+        return f"this period's digest (since {key}) exists already; the next period begins at the next scheduled time"
+    count = session.scalar(select(func.count()).select_from(Article).join(Feed, Article.feed_id == Feed.id)
+                           .where(Article.digest_id.is_(None), Feed.enabled.is_(True)))
+    if not _enough(config, int(count or 0)):
+        return f"{count} new articles since the last digest"
+    if session.scalar(select(Subscriber.id).where(Subscriber.status == SubscriberStatus.CONFIRMED).limit(1)) is None:
+        return f"no confirmed reader yet: the {count} new articles wait for the first"
+    return None
+
+
 def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -> Digest | None:
     """Compose this period's digest, or return None (see the module docstring).
 
@@ -87,13 +110,13 @@ def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -
     there are fewer than ``DIGEST_MIN_ARTICLES`` new articles. The caller
     commits; a rollback leaves everything as it was.
     """
-    period = period_key(now, config["TIMEZONE"])
-    if session.scalar(select(Digest.id).where(Digest.period == period)) is not None:
-        log.info("digest for %s exists already: nothing to compose", period)
+    reason = skip_reason(session, config, now)
+    if reason is not None:
+        log.info("no digest: %s", reason)
         return None
+    period = period_key(period_start(config["DIGEST_SCHEDULE"], config["TIMEZONE"], now))
     articles = new_articles(session)
-    if not _enough(config, len(articles)):
-        log.info("%d new articles: no digest for %s", len(articles), period)
+    if not _enough(config, len(articles)):  # taken by another composer a moment ago
         return None
     items = [to_item(article) for article in articles]
     id_marker = new_marker()

@@ -1,13 +1,16 @@
-"""The week a digest covers, and its subject line.
+"""The period a digest covers, and its subject line.
 
-Both follow ``MAILER_TIMEZONE``: a digest composed on Monday at 00:30 in Rome
-belongs to that Monday's ISO week although it is still Sunday in UTC.
+A period is one turn of ``MAILER_DIGEST_SCHEDULE``: from one time the
+schedule fires to the next, in ``MAILER_TIMEZONE``. Every digest composed in
+a period, by the scheduler or by hand, is that period's one digest; so a
+weekly schedule gives one digest a week, a daily one one a day. Its key
+is the local time the period began, e.g. ``"2026-11-23 08:00"``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,14 +23,39 @@ def local_date(now: datetime, timezone: str) -> date:
     return aware.astimezone(ZoneInfo(timezone)).date()
 
 
-def period_key(now: datetime, timezone: str) -> str:
-    """The ISO week of ``now`` in ``timezone``, e.g. ``"2026-W48"``.
+# How far back to look for the schedule's last firing: the first window that
+# holds one is used (a minute's schedule needs the first, a yearly one the last).
+_LOOKBACK = (timedelta(hours=1), timedelta(days=1), timedelta(days=8), timedelta(days=32),
+             timedelta(days=367), timedelta(days=5 * 366))
 
-    The ISO year, not the calendar year: 31 December 2024 is in 2025-W01, so
-    the week that straddles New Year gets one key, not two.
+
+def period_start(schedule: str, timezone: str, now: datetime) -> datetime:
+    """When the period holding ``now`` began: the schedule's last fire time at or before ``now``.
+
+    Aware, in ``timezone``. A schedule that has not fired in five years
+    (config.py refuses one that never fires) counts in ISO weeks from Monday 00:00.
     """
-    year, week, _weekday = local_date(now, timezone).isocalendar()
-    return f"{year}-W{week:02d}"
+    from mailer.crontab import cron_trigger
+
+    zone = ZoneInfo(timezone)
+    moment = (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).astimezone(zone)
+    trigger = cron_trigger(schedule, zone)
+    for window in _LOOKBACK:
+        last = None
+        fire = trigger.get_next_fire_time(None, moment - window)
+        while fire is not None and fire <= moment:
+            last = fire
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+        if last is not None:
+            found: datetime = last.astimezone(zone)
+            return found
+    monday = moment.date() - timedelta(days=moment.weekday())
+    return datetime.combine(monday, time(0, 0), zone)
+
+
+def period_key(start: datetime) -> str:
+    """The key of the period that began at ``start`` (local time, to the minute)."""
+    return start.strftime("%Y-%m-%d %H:%M")
 
 
 def digest_subject(config: Mapping[str, Any], language: str, now: datetime) -> str:

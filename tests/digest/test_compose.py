@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer.db import get_sessionmaker
-from mailer.digest import PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, compose
+from mailer.digest import PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, compose, skip_reason
 from mailer.digest import compose_digest as compose_digest_
 from mailer.models import (
     Article,
@@ -57,7 +57,7 @@ def test_a_digest_carries_every_new_article_to_every_confirmed_reader(
     digest = compose_digest(session, app_context)
 
     assert digest is not None
-    assert digest.period == "2026-W48"
+    assert digest.period == "2026-11-23 08:00"  # this week's turn of "0 8 * * mon" in Rome
     assert digest.status is DigestStatus.SENDING
     assert digest.subject == "Le notizie della settimana – 25 novembre 2026"
     assert digest.article_count == 3
@@ -133,7 +133,7 @@ def test_a_rerun_in_the_same_week_composes_nothing(
 
     # Next week: a new digest with only what the first did not carry.
     second = compose_digest(session, app_context, NOW + timedelta(days=7))
-    assert second is not None and second.period == "2026-W49"
+    assert second is not None and second.period == "2026-11-30 08:00"
     assert second.article_count == 1
     session.refresh(late)
     assert late.digest_id == second.id
@@ -166,7 +166,8 @@ def test_losing_the_race_for_the_week_leaves_the_callers_transaction_usable(
     def other_process_wins(*args, **kwargs):  # type: ignore[no-untyped-def]
         # Another scheduler commits this week's digest while we render.
         with get_sessionmaker(app_context)() as other, other.begin():
-            other.add(Digest(period="2026-W48", subject="theirs", status=DigestStatus.SENDING))
+            other.add(Digest(period="2026-11-23 08:00", subject="theirs", status=DigestStatus.SENDING,
+                             created_at=NOW - timedelta(days=5)))
         return render_segments(*args, **kwargs)
 
     monkeypatch.setattr(compose, "_render_segments", other_process_wins)
@@ -292,3 +293,32 @@ def test_premailer_runs_once_per_segment_never_per_reader(
     compose_digest(session, app_context)
     assert count(session, Delivery) == 60
     assert len(runs) == 3 + 2  # three segments and the archive copy in Italian and English
+
+
+def test_a_daily_schedule_composes_a_digest_a_day(
+    app_context: Flask, session: Session, add_article: Callable[..., Article], add_reader: Callable[..., Subscriber]
+) -> None:
+    app_context.config["DIGEST_SCHEDULE"] = "0 7 * * *"
+    add_reader()
+    add_article()
+    assert compose_digest(session, app_context, NOW) is not None
+    add_article()
+    assert compose_digest(session, app_context, NOW + timedelta(hours=3)) is None  # the same day's period
+    assert "exists already" in (skip_reason(session, app_context.config, NOW + timedelta(hours=3)) or "")
+    tomorrow = compose_digest(session, app_context, NOW + timedelta(days=1))
+    assert tomorrow is not None and tomorrow.period == "2026-11-26 07:00" and tomorrow.article_count == 1
+
+
+def test_no_confirmed_reader_no_digest_the_articles_wait(
+    app_context: Flask, session: Session, add_article: Callable[..., Article], add_reader: Callable[..., Subscriber]
+) -> None:
+    article = add_article()
+    add_reader(status=SubscriberStatus.PENDING)
+    assert compose_digest(session, app_context) is None
+    reason = skip_reason(session, app_context.config, NOW)
+    assert reason == "no confirmed reader yet: the 1 new articles wait for the first"
+    session.refresh(article)
+    assert article.digest_id is None and count(session, Digest) == 0
+    add_reader()  # the first confirmed reader gets them
+    digest = compose_digest(session, app_context)
+    assert digest is not None and digest.article_count == 1

@@ -1,31 +1,46 @@
-"""The digest's week and subject follow MAILER_TIMEZONE and the reader's language."""
+"""The digest's period follows MAILER_DIGEST_SCHEDULE in MAILER_TIMEZONE; its subject the reader's language."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from config import defaults
-from mailer.digest.period import digest_subject, period_key
+from mailer.digest.period import digest_subject, period_key, period_start
 
 CONFIG = {"TIMEZONE": "Europe/Rome", "SITE_NAME": "Notizie Tech", "DIGEST_SUBJECT": defaults.DIGEST_SUBJECT}
+WEEKLY = "0 8 * * mon"
 
 
-def test_the_week_is_the_iso_week_in_the_configured_time_zone() -> None:
-    assert period_key(datetime(2026, 11, 25, 8, 0), "Europe/Rome") == "2026-W48"
-    # Sunday 23:30 UTC is already Monday 00:30 in Rome: next week there.
-    assert period_key(datetime(2026, 11, 29, 23, 30), "Europe/Rome") == "2026-W49"
-    assert period_key(datetime(2026, 11, 29, 23, 30), "UTC") == "2026-W48"
+def key(schedule: str, now: datetime, timezone: str = "Europe/Rome") -> str:
+    return period_key(period_start(schedule, timezone, now))
 
 
-def test_the_week_across_new_year_has_one_key() -> None:
-    # 31 December 2024 and 1 January 2025 are in the same ISO week.
-    assert period_key(datetime(2024, 12, 31, 12, 0), "Europe/Rome") == "2025-W01"
-    assert period_key(datetime(2025, 1, 1, 12, 0), "Europe/Rome") == "2025-W01"
-    assert period_key(datetime(2021, 1, 3, 12, 0), "Europe/Rome") == "2020-W53"
+def test_a_weekly_schedule_makes_weekly_periods_from_its_own_time() -> None:
+    # Wednesday 25 November 2026: the period began on Monday at 08:00 in Rome (07:00 UTC).
+    assert key(WEEKLY, datetime(2026, 11, 25, 8, 0)) == "2026-11-23 08:00"
+    # Monday 07:00 in Rome is still last week's period; 08:00 begins the next.
+    assert key(WEEKLY, datetime(2026, 11, 30, 6, 0)) == "2026-11-23 08:00"
+    assert key(WEEKLY, datetime(2026, 11, 30, 7, 0)) == "2026-11-30 08:00"
 
 
-def test_an_aware_time_is_converted_not_reinterpreted() -> None:
-    assert period_key(datetime(2026, 11, 29, 23, 30, tzinfo=UTC), "Europe/Rome") == "2026-W49"
+def test_a_daily_schedule_makes_daily_periods() -> None:
+    """A daily schedule must not silently become weekly."""
+    assert key("30 7 * * *", datetime(2026, 11, 25, 12, 0)) == "2026-11-25 07:30"
+    assert key("30 7 * * *", datetime(2026, 11, 26, 12, 0)) == "2026-11-26 07:30"
+    assert key("*/2 * * * *", datetime(2026, 11, 25, 12, 3, 30)) == "2026-11-25 13:02"
+
+
+def test_the_period_follows_the_time_zone_and_its_changes() -> None:
+    assert key(WEEKLY, datetime(2026, 11, 30, 7, 30), "UTC") == "2026-11-23 08:00"
+    assert key(WEEKLY, datetime(2026, 11, 30, 8, 0), "UTC") == "2026-11-30 08:00"
+    # Summer time: 08:00 in Rome is 06:00 UTC.
+    assert key(WEEKLY, datetime(2026, 7, 6, 6, 0)) == "2026-07-06 08:00"
+    # An aware time is converted, not reinterpreted.
+    assert key(WEEKLY, datetime(2026, 11, 30, 7, 0, tzinfo=UTC)) == "2026-11-30 08:00"
+
+
+def test_a_rare_schedule_looks_back_far_enough() -> None:
+    assert key("0 6 1 1 *", datetime(2026, 11, 25, 12, 0)) == "2026-01-01 06:00"  # once a year
 
 
 def test_the_subject_is_localised_with_babel_dates() -> None:
@@ -37,7 +52,6 @@ def test_the_subject_is_localised_with_babel_dates() -> None:
 def test_the_subject_date_is_the_local_date() -> None:
     # 23:30 UTC on the 24th is the 25th in Rome.
     assert digest_subject(CONFIG, "it", datetime(2026, 11, 24, 23, 30)).endswith("25 novembre 2026")
-
 
 def test_the_subject_template_is_configurable_and_stays_one_line() -> None:
     config = {**CONFIG, "DIGEST_SUBJECT": {"it": "{site}: la settimana\r\nBcc: x@example.org {date} {oops"}}
