@@ -156,11 +156,15 @@ def subscribers_import(file: Path, confirmed: bool, send_confirmation: bool) -> 
 
     if confirmed and send_confirmation:
         fail("--confirmed and --send-confirmation exclude each other: confirmed readers need no confirmation")
+    from mailer.subscriptions.csvimport import open_csv
+
     try:
-        with file.open(newline="", encoding="utf-8-sig") as handle, session_scope() as session:
+        handle, encoding = open_csv(file.read_bytes())
+        with session_scope() as session:
+            # The command line speaks English: its problem lines too.
             report = import_csv(session, handle, confirmed=confirmed, source=file.name,
-                                send_confirmation=send_confirmation)
-    except (CsvError, UnicodeDecodeError) as exc:
+                                send_confirmation=send_confirmation, encoding=encoding, language="en")
+    except CsvError as exc:
         fail(f"{file}: {exc}")
     for problem in report.problems:
         click.echo(f"{file}:{problem.line}: {problem.reason}", err=True)

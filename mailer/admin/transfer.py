@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Response, current_app, render_template, request, stream_with_context
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from mailer import subscriptions
@@ -22,6 +23,7 @@ from mailer.admin.forms import ImportForm
 from mailer.admin.streaming import stream_writes
 from mailer.db import get_session, session_scope
 from mailer.models import utcnow
+from mailer.subscriptions.csvimport import open_csv
 
 log = logging.getLogger("mailer.admin")
 # 100,000 readers with a few columns are about 10 MB; leave room.
@@ -49,12 +51,13 @@ def import_readers() -> ResponseReturnValue:
         name = upload.filename or "upload.csv"
         session = get_session()
         try:
-            # utf-8-sig: spreadsheets put a byte-order mark in front of the header.
-            handle = io.TextIOWrapper(upload.stream, encoding="utf-8-sig", newline="")
+            # UTF-8 (with a spreadsheet's byte-order mark or not), else what Excel saves.
+            handle, encoding = open_csv(upload.stream.read())
             report = subscriptions.import_csv(session, handle, confirmed=bool(form.confirmed.data), source=name,
-                                              send_confirmation=bool(form.send_confirmation.data))
+                                              send_confirmation=bool(form.send_confirmation.data), encoding=encoding,
+                                              language=str(get_locale()))
             session.commit()
-        except (subscriptions.CsvError, UnicodeDecodeError) as exc:
+        except subscriptions.CsvError as exc:
             session.rollback()
             error = _("%(file)s cannot be imported: %(reason)s", file=name, reason=str(exc))
         else:

@@ -65,20 +65,53 @@ def export_csv(session: Session, handle: Writable) -> int:
     writer.writerow(COLUMNS)
     count = 0
     for subscriber, first, confirmed in session.execute(query).tuples():
+        given = _signup_columns(first)
+        confirm = _confirm_columns(confirmed, first)
         writer.writerow([
-            subscriber.email or "", str(subscriber.status), subscriber.language, subscriber.topics,
+            _safe(subscriber.email or ""), str(subscriber.status), subscriber.language, subscriber.topics,
             _time(subscriber.created_at), _time(subscriber.confirmed_at), _time(subscriber.unsubscribed_at),
-            _time(first.occurred_at) if first else "", first.channel if first else "",
-            (first.ip or "") if first else "", _safe((first.user_agent or "") if first else ""),
-            _safe((first.source_page or "") if first else ""),
-            (first.consent_text_version or "") if first else "",
-            _time(confirmed.occurred_at) if confirmed else "", (confirmed.ip or "") if confirmed else "",
-            _safe((confirmed.user_agent or "") if confirmed else ""), subscriber.email_hash,
+            given["signup_at"], given["signup_channel"], given["signup_ip"], _safe(given["signup_user_agent"]),
+            _safe(given["signup_source"]), given["consent_text_version"],
+            confirm["confirm_at"], confirm["confirm_ip"], _safe(confirm["confirm_user_agent"]), subscriber.email_hash,
         ])
         count += 1
     return count
 
 
+def _carried(event: ConsentEvent | None) -> dict[str, str]:
+    """The consent record an import carried from another export (empty if none)."""
+    if event is None or event.action != consent.IMPORT or not isinstance(event.details, dict):
+        return {}
+    record = event.details.get("consent_record")
+    return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else {}
+
+
+def _signup_columns(event: ConsentEvent | None) -> dict[str, str]:
+    """The signup part of the record: the latest signup or import, or what that import carried."""
+    carried = _carried(event)
+    if carried:
+        return {name: carried.get(name, "") for name in ("signup_at", "signup_channel", "signup_ip",
+                                                         "signup_user_agent", "signup_source", "consent_text_version")}
+    return {
+        "signup_at": _time(event.occurred_at) if event else "", "signup_channel": event.channel if event else "",
+        "signup_ip": (event.ip or "") if event else "", "signup_user_agent": (event.user_agent or "") if event else "",
+        "signup_source": (event.source_page or "") if event else "",
+        "consent_text_version": (event.consent_text_version or "") if event else "",
+    }
+
+
+def _confirm_columns(event: ConsentEvent | None, signup: ConsentEvent | None) -> dict[str, str]:
+    """The confirmation part: the latest confirmation here, else the one an import carried."""
+    if event is None:
+        carried = _carried(signup)
+        return {name: carried.get(name, "") for name in ("confirm_at", "confirm_ip", "confirm_user_agent")}
+    return {"confirm_at": _time(event.occurred_at), "confirm_ip": event.ip or "",
+            "confirm_user_agent": event.user_agent or ""}
+
+
 def _safe(value: str) -> str:
-    """Defuse spreadsheet formulas: user agents and pages are attacker-chosen."""
+    """Defuse spreadsheet formulas: addresses, user agents and pages are chosen by whoever signs up.
+
+    ``=cmd|...@example.com`` is a valid address; the import takes the ``'`` off again.
+    """
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

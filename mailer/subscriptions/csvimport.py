@@ -28,10 +28,11 @@ list moved from another system keeps its opt-outs; ``erased`` rows with an
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any, NamedTuple, cast
 
 from flask_babel import force_locale
@@ -71,6 +72,7 @@ class ImportReport:
     suppressed: int = 0  # known as unsubscribed, bounced or erased
     problems: list[Problem] = field(default_factory=list)
     confirmation_requests: int = 0  # confirmation mails queued in the outbox
+    encoding: str = "utf-8"  # what the file was read as (decode_csv)
 
     def summary(self) -> str:
         """One line for the operator."""
@@ -78,12 +80,15 @@ class ImportReport:
                 f"{self.suppressed} suppressed (unsubscribed, bounced or erased), {len(self.problems)} bad rows")
         if self.confirmation_requests:
             line += f", {self.confirmation_requests} confirmation requests queued"
+        if self.encoding != "utf-8":
+            line += f" (the file is not UTF-8: read as {self.encoding}, as Excel saves it)"
         return line
 
 
 def import_csv(
     session: Session, handle: IO[str], confirmed: bool = False, source: str = "import",
     config: Mapping[str, Any] | None = None, now: datetime | None = None, send_confirmation: bool = False,
+    encoding: str = "utf-8", language: str | None = None,
 ) -> ImportReport:
     """Import readers from ``handle``; ``confirmed``: they consented elsewhere.
 
@@ -101,7 +106,7 @@ def import_csv(
         raise ValueError("confirmed readers need no confirmation request")
     config = config if config is not None else current_app.config
     now = now or utcnow()
-    report = ImportReport()
+    report = ImportReport(encoding=encoding)
     # One rendering per language, filled per reader (see mails.py).
     templates: dict[str, ConfirmationTemplate] | None = {} if send_confirmation else None
     rows = _rows(handle, report)
@@ -109,7 +114,7 @@ def import_csv(
     suppressed = set(session.scalars(select(Subscriber.email_hash).where(
         Subscriber.status.in_([SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.ERASED]))))
     batch: list[dict[str, Any]] = []
-    with force_locale(str(config["LOCALE"])):  # error messages for the operator
+    with force_locale(language or str(config["LOCALE"])):  # the operator's language for the problems
         for line, row in rows:
             record = _subscriber_row(row, line, config, confirmed, now, report)
             if record is None:
@@ -134,11 +139,43 @@ def import_csv(
     return report
 
 
+def open_csv(raw: bytes) -> tuple[IO[str], str]:
+    """An uploaded CSV's bytes as a text handle for ``import_csv``, and the encoding read (``decode_csv``)."""
+    text, encoding = decode_csv(raw)
+    return io.StringIO(text, newline=""), encoding
+
+
+def decode_csv(raw: bytes) -> tuple[str, str]:
+    """The text of an uploaded CSV and the encoding it was read in.
+
+    UTF-8 (with or without the byte-order mark spreadsheets write) when it
+    is; else Windows-1252, what Excel on an Italian Windows saves "CSV" in
+    (Latin-1 plus the euro sign and typographic quotes), which reads any bytes.
+    """
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace"), "windows-1252"
+
+
+def _delimiter(handle: IO[str]) -> str:
+    """Commas, or the semicolons (tabs, bars) of the header line: Excel in Italy separates with ";"."""
+    if not handle.seekable():
+        return ","
+    start = handle.tell()
+    first = handle.readline()
+    handle.seek(start)
+    try:
+        return csv.Sniffer().sniff(first, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
 def _rows(handle: IO[str], report: ImportReport) -> Iterator[tuple[int, dict[str, str]]]:
     """(line, row) for each data row; unreadable rows go to the report."""
-    reader = csv.reader(handle)
+    reader = csv.reader(handle, delimiter=_delimiter(handle))
     try:
-        header = [name.strip().lower() for name in next(reader)]
+        header = [name.strip().lower().lstrip("\ufeff") for name in next(reader)]
     except StopIteration:
         raise CsvError("the file is empty: expected a header row with an 'email' column") from None
     except csv.Error as exc:
@@ -176,7 +213,7 @@ def _subscriber_row(
             return None
         return _values(None, digest, SubscriberStatus.ERASED, str(config["LOCALE"]), "", now)
     try:
-        address = parse_address(raw_email)
+        address = parse_address(_unquote(raw_email.strip()))
     except AddressError as exc:
         report.problems.append(Problem(line, f"{raw_email.strip()[:100]!r}: {exc.reason}"))
         return None
@@ -189,12 +226,53 @@ def _subscriber_row(
     except ValueError as exc:
         report.problems.append(Problem(line, str(exc)))
         return None
-    status = {"unsubscribed": SubscriberStatus.UNSUBSCRIBED, "bounced": SubscriberStatus.BOUNCED}.get(
-        status_text, SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING)
     if status_text not in ("", "pending", "confirmed", "unsubscribed", "bounced"):
         report.problems.append(Problem(line, f"unknown status {status_text!r}"))
         return None
-    return _values(address.email, address.hash, status, language, topics, now)
+    # A row's own status wins where it says less than --confirmed would:
+    # a reader the file calls pending never confirmed, whatever the flag.
+    status = {"unsubscribed": SubscriberStatus.UNSUBSCRIBED, "bounced": SubscriberStatus.BOUNCED,
+              "pending": SubscriberStatus.PENDING}.get(
+        status_text, SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING)
+    values = _values(address.email, address.hash, status, language, topics, now)
+    _keep_record(values, row)
+    return values
+
+
+# The consent record columns of ``subscribers export``: kept with the import
+# event, so that a list moved to a new server keeps its proof of consent.
+RECORD_COLUMNS = ("created_at", "confirmed_at", "signup_at", "signup_channel", "signup_ip", "signup_user_agent",
+                  "signup_source", "consent_text_version", "confirm_at", "confirm_ip", "confirm_user_agent")
+
+
+def _keep_record(values: dict[str, Any], row: Mapping[str, str]) -> None:
+    """Carry an exported row's consent record and dates into the new reader (``_record``: the event's)."""
+    record = {name: _unquote(row[name].strip())[:1000] for name in RECORD_COLUMNS if (row.get(name) or "").strip()}
+    if not record:
+        return
+    values["_record"] = record
+    created = _moment(record.get("created_at"))
+    if created is not None:
+        values["created_at"] = created
+    confirmed_at = _moment(record.get("confirmed_at"))
+    if confirmed_at is not None and values["status"] is SubscriberStatus.CONFIRMED:
+        values["confirmed_at"] = confirmed_at
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A naive UTC time from an exported ``2026-11-25T08:00:00Z``; None if there is none or it is not one."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _unquote(value: str) -> str:
+    """Undo the export's defence against spreadsheet formulas (a ``'`` before ``= + - @``)."""
+    return value[1:] if value[:1] == "'" and value[1:2] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _values(
@@ -224,8 +302,8 @@ def _insert(
     # parameter order makes SQLAlchemy insert one row at a time on SQLite.
     subscribers, events = cast(Table, Subscriber.__table__), cast(Table, ConsentEvent.__table__)
     connection = session.connection()
-    inserted = connection.execute(
-        insert(subscribers).returning(subscribers.c.id, subscribers.c.email_hash), batch).tuples()
+    inserted = connection.execute(insert(subscribers).returning(subscribers.c.id, subscribers.c.email_hash),
+                                  [{k: v for k, v in row.items() if not k.startswith("_")} for row in batch]).tuples()
     ids = {email_hash: sid for sid, email_hash in inserted}
     requested = [row for row in batch if row["confirm_requested_at"] is not None]
     connection.execute(insert(events), [
@@ -251,6 +329,8 @@ def _insert(
 def _details(row: Mapping[str, Any], confirmed: bool, send_confirmation: bool) -> dict[str, Any]:
     """The details of a reader's "import" consent event."""
     details: dict[str, Any] = {"confirmed": confirmed, "status": str(row["status"])}
+    if "_record" in row:
+        details["consent_record"] = row["_record"]
     if send_confirmation:
         details["confirmation_requested"] = row["confirm_requested_at"] is not None
     return details

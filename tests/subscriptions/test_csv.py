@@ -150,6 +150,63 @@ def test_export_then_import_keeps_opt_outs(app: Flask, client, session: Session,
     assert carla is not None and carla.status is SubscriberStatus.ERASED and carla.email is None
 
 
+def test_a_round_trip_keeps_each_status_and_the_proof_of_consent(
+        app: Flask, client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    """Export, move to an empty server, import with --confirmed: nobody changes state, the record stays."""
+    client.post("/api/subscribe", json={"email": "anna@example.it", "consent": True, "source": "https://site/a"},
+                headers={"User-Agent": "Browser/1"})
+    client.post(confirm_path(mails(session)[0]), environ_base={"REMOTE_ADDR": "198.51.100.9"})
+    subscribe(client, app, "bruno@example.it")  # never confirmed
+    first = io.StringIO()
+    export_csv(session, first)
+    session.execute(delete(ConsentEvent))
+    session.execute(delete(OutboundMail))
+    session.execute(delete(Subscriber))
+    session.commit()
+    report = run_import(app, session, first.getvalue(), confirmed=True)
+    assert report.imported == 2 and not report.problems
+    anna, bruno = subscriber(session, "anna@example.it"), subscriber(session, "bruno@example.it")
+    assert anna.status is SubscriberStatus.CONFIRMED
+    assert bruno.status is SubscriberStatus.PENDING  # --confirmed does not confirm who never did
+    before = {r["email"]: r for r in csv.DictReader(io.StringIO(first.getvalue()))}
+    assert anna.confirmed_at is not None and anna.confirmed_at.isoformat(timespec="seconds") + "Z" == \
+        before["anna@example.it"]["confirmed_at"]
+    again = io.StringIO()
+    export_csv(session, again)
+    after = {r["email"]: r for r in csv.DictReader(io.StringIO(again.getvalue()))}
+    for column in ("signup_at", "signup_channel", "signup_ip", "signup_user_agent", "signup_source",
+                   "consent_text_version", "confirm_at", "confirm_ip", "created_at", "confirmed_at", "status"):
+        assert after["anna@example.it"][column] == before["anna@example.it"][column], column
+    assert after["anna@example.it"]["confirm_ip"] == "198.51.100.9"
+
+
+def test_an_address_that_looks_like_a_formula_is_defused_and_comes_back_whole(
+        app: Flask, client, session: Session) -> None:  # type: ignore[no-untyped-def]
+    sneaky = "=cmd|'/ccalc'!a0@example.com"
+    assert client.post("/api/subscribe", json={"email": sneaky, "consent": True}).status_code == 202
+    out = io.StringIO()
+    export_csv(session, out)
+    [row] = csv.DictReader(io.StringIO(out.getvalue()))
+    assert row["email"] == "'" + sneaky  # a spreadsheet shows it, never runs it
+    session.execute(delete(ConsentEvent))
+    session.execute(delete(OutboundMail))
+    session.execute(delete(Subscriber))
+    session.commit()
+    assert run_import(app, session, out.getvalue()).imported == 1
+    assert subscriber(session, sneaky).email == sneaky
+
+
+def test_cli_imports_an_italian_excel_file(runner: FlaskCliRunner, session: Session, tmp_path: Path) -> None:
+    """Windows-1252 with semicolons, as Excel saves "CSV" in Italy; problems in English like the rest."""
+    source = tmp_path / "excel.csv"
+    source.write_bytes("Email;Nome;Language\r\nlucia@example.it;Lucìa;it\r\nniccolò;Niccolò;it\r\n".encode("cp1252"))
+    result = runner.invoke(args=["subscribers", "import", str(source)])
+    assert result.exit_code == 0, result.output
+    assert "imported 1" in result.output and "windows-1252" in result.output
+    assert "excel.csv:3:" in result.output and "@" in result.output
+    assert subscriber(session, "lucia@example.it").language == "it"
+
+
 def test_cli_import_and_export(app: Flask, runner: FlaskCliRunner, session: Session, tmp_path: Path) -> None:
     source = tmp_path / "list.csv"
     source.write_text("\ufeffemail,language\nanna@example.it,it\nwrong,it\n", encoding="utf-8")
