@@ -59,6 +59,8 @@
       button.disabled = true;
       form.setAttribute("aria-busy", "true");
       show("", "");
+      // A new try: nothing is wrong until the answer says so.
+      [email, consent].forEach(function (field) { if (field) { field.removeAttribute("aria-invalid"); } });
       fetch(endpoint, {
         method: "POST",
         headers: { "Content-Type": "application/json", "Accept-Language": lang },
@@ -68,7 +70,6 @@
         return response.json().catch(function () { return {}; }).then(function (data) {
           if (response.status === 202) {
             form.reset();
-            email.removeAttribute("aria-invalid");
             show(data.message, "success");
             return;
           }

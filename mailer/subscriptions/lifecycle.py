@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mailer.models import ConsentEvent, Delivery, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
@@ -49,8 +49,17 @@ def confirm(
         return ConfirmResult.STALE
     now = _mark_confirmed(subscriber, now)
     consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,
-                   details={"topics": subscriber.topics})
+                   text_version=_consented_text(session, subscriber), details={"topics": subscriber.topics})
     return ConfirmResult.CONFIRMED
+
+
+def _consented_text(session: Session, subscriber: Subscriber) -> str | None:
+    """The consent text version of the signup a confirmation confirms (its latest signup or import)."""
+    return session.scalar(
+        select(ConsentEvent.consent_text_version)
+        .where(ConsentEvent.subscriber_id == subscriber.id, ConsentEvent.action.in_([consent.SIGNUP, consent.IMPORT]))
+        .order_by(ConsentEvent.id.desc()).limit(1)
+    )
 
 
 def _mark_confirmed(subscriber: Subscriber, now: datetime | None) -> datetime:
@@ -72,6 +81,7 @@ def resubscribe(
         return False
     now = _mark_confirmed(subscriber, now)
     consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,
+                   text_version=_consented_text(session, subscriber),
                    details={"via": "preferences", "topics": subscriber.topics})
     return True
 
@@ -182,7 +192,9 @@ def personal_data(config: Mapping[str, Any], subscriber: Subscriber) -> dict[str
             "confirmed_at": stamp(subscriber.confirmed_at),
             "unsubscribed_at": stamp(subscriber.unsubscribed_at),
             "confirmation_requested_at": stamp(subscriber.confirm_requested_at),
-            "confirmation_mails_sent": list(subscriber.confirmations_sent or []),
+            # Stored as naive UTC ISO times: shown like the others, with their Z.
+            "confirmation_mails_sent": [stamp(datetime.fromisoformat(sent))
+                                        for sent in subscriber.confirmations_sent or []],
             "last_signup_at": stamp(subscriber.last_signup_at),
         },
         "consent_log": [consent.describe(event) for event in subscriber.consent_events],

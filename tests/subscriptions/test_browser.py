@@ -180,12 +180,16 @@ def test_embedded_box_on_another_site(browser: Any, live: tuple[Flask, str], fee
     email.clear()
     email.send_keys("lettrice@example.it", Keys.ENTER)
     wait_for(browser, "#nl-status[data-kind=error]", "consent")
-    browser.find_element(By.NAME, "consent").send_keys(Keys.SPACE)
+    consent = browser.find_element(By.NAME, "consent")
+    # The corrected address is no longer marked wrong; the unticked box is.
+    assert email.get_attribute("aria-invalid") is None and consent.get_attribute("aria-invalid") == "true"
+    consent.send_keys(Keys.SPACE)
     browser.find_element(By.CSS_SELECTOR, "input[value=ai]").click()
     browser.find_element(By.CSS_SELECTOR, "form button").click()
     status = wait_for(browser, "#nl-status[data-kind=success]")
     assert "we sent you an email" in status.text
     assert browser.find_element(By.ID, "nl-email").get_attribute("value") == ""
+    assert consent.get_attribute("aria-invalid") is None  # nothing stays marked wrong after a success
     reader = subscriber(session, "lettrice@example.it")
     assert reader.topics == "ai" and reader.status is SubscriberStatus.PENDING
     event = session.scalar(select(ConsentEvent).where(ConsentEvent.email_hash == reader.email_hash))

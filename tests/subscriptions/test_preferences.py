@@ -85,6 +85,10 @@ def test_download_my_data(client: FlaskClient, path: str) -> None:
     assert log[0]["ip"] == "127.0.0.1" and log[0]["channel"] == "form" and log[0]["consent_text_version"]
     assert log[0]["details"]["consent_text"].startswith("I want to receive")
     assert log[1]["user_agent"] == "MailApp/2"
+    # The confirmation names the consent text it confirmed; every time is UTC with its Z.
+    assert log[1]["consent_text_version"] == log[0]["consent_text_version"]
+    assert data["subscriber"]["confirmation_mails_sent"] and all(
+        moment.endswith("Z") for moment in data["subscriber"]["confirmation_mails_sent"])
 
 
 def test_delete_me(app: Flask, client: FlaskClient, session: Session, reader: Subscriber, path: str) -> None:

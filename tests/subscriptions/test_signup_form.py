@@ -27,6 +27,7 @@ def test_signup_page_has_the_form(client: FlaskClient) -> None:
     box = re.search(r'<input[^>]*id="consent"[^>]*>', html)
     assert box and "checked" not in box.group(0) and "required" in box.group(0)
     assert '<a href="/privacy?lang=en"' in html
+    assert 'aria-describedby=""' not in html  # an empty reference, when there is no error to point to
     # Topics from the configuration, a honeypot, the signed timestamp.
     assert 'value="ai"' in html and "Artificial intelligence" in html
     assert 'name="homepage"' in html and 'class="honeypot"' in html
