@@ -33,48 +33,22 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from flask import Flask, current_app
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import Engine, Table, bindparam, case, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from mailer.models import RateCounter
+from mailer.ratecounters import DatabaseStorage, LazyStorage
 
 SCHEME = "mailer-memory"
 # The names an operator writes; anything else is a ``limits`` storage URI.
 DATABASE, MEMORY = "database", "memory"
-COUNTERS = cast(Table, RateCounter.__table__)
 EXTENSION = "mailer.ratelimits"
-SWEEP_INTERVAL = 60.0  # seconds between two sweeps of the expired counters
 
 
-class _LazyStorage(Storage):
-    """Fixed-window counters read as zero once their window is over, swept at most once a minute."""
-
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
-        """No sweep before a minute has passed."""
-        self.next_sweep = time.time() + SWEEP_INTERVAL
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-
-    @property
-    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        """Nothing here raises a storage error of its own (database errors pass through)."""
-        return ValueError
-
-    def sweep_due(self, now: float) -> bool:
-        """True once a minute: time to drop the counters whose window is over."""
-        if now < self.next_sweep:
-            return False
-        self.next_sweep = now + SWEEP_INTERVAL
-        return True
-
-
-class LeanMemoryStorage(_LazyStorage):
+class LeanMemoryStorage(LazyStorage):
     """Fixed-window counters in a dict, expired lazily: no background thread."""
 
     STORAGE_SCHEME = [SCHEME]
@@ -130,79 +104,6 @@ class LeanMemoryStorage(_LazyStorage):
             del self.counters[key]
 
 
-def _upsert(dialect: str) -> Any:
-    """Count ``amount`` hits on ``key``, starting a new window if the last one is over; returns the hits."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(COUNTERS).values(key=bindparam("key"), hits=bindparam("amount"),
-                                        expires_at=bindparam("new_expiry"))
-    over = COUNTERS.c.expires_at <= bindparam("now")
-    return statement.on_conflict_do_update(index_elements=[COUNTERS.c.key], set_={
-        "hits": case((over, statement.excluded.hits), else_=COUNTERS.c.hits + statement.excluded.hits),
-        "expires_at": case((over, statement.excluded.expires_at), else_=COUNTERS.c.expires_at),
-    }).returning(COUNTERS.c.hits)
-
-
-class DatabaseStorage(_LazyStorage):
-    """Fixed-window counters in the ``rate_counters`` table: one budget for every process."""
-
-    STORAGE_SCHEME = ["mailer-database"]
-
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, *,
-                 engine: Callable[[], Engine] | None = None, **options: Any) -> None:
-        """Counters on ``engine()`` (called at first use: the app's engine may come later)."""
-        if engine is None:
-            raise ValueError("DatabaseStorage needs the app's engine")
-        self.engine = engine
-        self.upserts: dict[str, Any] = {}
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        """Count ``amount`` hits on ``key`` (one statement, one short transaction)."""
-        now = time.time()
-        engine = self.engine()
-        statement = self.upserts.get(engine.dialect.name)
-        if statement is None:
-            statement = self.upserts[engine.dialect.name] = _upsert(engine.dialect.name)
-        with engine.begin() as conn:
-            if self.sweep_due(now):
-                # Counters of windows over: a few rows a client.
-                conn.execute(delete(COUNTERS).where(COUNTERS.c.expires_at < now))
-            hits = conn.execute(statement, {"key": key, "amount": amount, "now": now,
-                                            "new_expiry": now + expiry}).scalar_one()
-        return int(hits)
-
-    def _row(self, key: str) -> tuple[int, float] | None:
-        with self.engine().connect() as conn:
-            row = conn.execute(select(COUNTERS.c.hits, COUNTERS.c.expires_at).where(COUNTERS.c.key == key)).first()
-        return None if row is None else (int(row.hits), float(row.expires_at))
-
-    def get(self, key: str) -> int:
-        """The hits of ``key`` in its current window (0 once it has expired)."""
-        row = self._row(key)
-        return row[0] if row is not None and row[1] > time.time() else 0
-
-    def get_expiry(self, key: str) -> float:
-        """When the window of ``key`` ends (now if it has none)."""
-        row = self._row(key)
-        return row[1] if row is not None else time.time()
-
-    def check(self) -> bool:
-        """The database answers."""
-        with self.engine().connect() as conn:
-            conn.execute(select(1))
-        return True
-
-    def reset(self) -> int | None:
-        """Forget every counter; the number forgotten."""
-        with self.engine().begin() as conn:
-            return int(conn.execute(delete(COUNTERS)).rowcount)
-
-    def clear(self, key: str) -> None:
-        """Forget the counter of ``key``."""
-        with self.engine().begin() as conn:
-            conn.execute(delete(COUNTERS).where(COUNTERS.c.key == key))
-
-
 def make_storage(app: Flask, name: str) -> Storage:
     """The storage that ``RATELIMIT_STORAGE_URI`` names (see the module docstring)."""
     if name == DATABASE:
@@ -218,7 +119,11 @@ def make_storage(app: Flask, name: str) -> Storage:
 
 
 class RateLimits:
-    """Fixed-window limits of one app on its configured storage."""
+    """Fixed-window limits of one app on its configured storage.
+
+    On the database storage a check is one statement for all the windows of
+    a limit (``DatabaseStorage.hit_all``), not one transaction per window.
+    """
 
     def __init__(self, app: Flask) -> None:
         """Read ``RATELIMIT_ENABLED`` and ``RATELIMIT_STORAGE`` (``RATELIMIT_STORAGE_URI``, its older name)."""
@@ -226,6 +131,7 @@ class RateLimits:
         config = app.config
         storage = make_storage(app, str(config.get("RATELIMIT_STORAGE_URI") or config.get("RATELIMIT_STORAGE")
                                         or DATABASE))
+        self.storage = storage
         self.strategy = FixedWindowRateLimiter(storage)
         self._parsed: dict[str, list[RateLimitItem]] = {}
 
@@ -239,6 +145,8 @@ class RateLimits:
         """Count one hit of ``key``; None while within ``limit``, else the seconds to wait."""
         if not self.enabled:
             return None
+        if isinstance(self.storage, DatabaseStorage):
+            return self._at_once(limit, scope, key, count=True)
         for item in self._items(limit):
             if not self.strategy.hit(item, scope, key):
                 return self._wait(item, scope, key)
@@ -248,10 +156,23 @@ class RateLimits:
         """Like ``hit``, without counting: would one more hit still be allowed?"""
         if not self.enabled:
             return None
+        if isinstance(self.storage, DatabaseStorage):
+            return self._at_once(limit, scope, key, count=False)
         for item in self._items(limit):
             if not self.strategy.test(item, scope, key):
                 return self._wait(item, scope, key)
         return None
+
+    def _at_once(self, limit: str, scope: str, key: str, *, count: bool) -> int | None:
+        """``hit`` (``count``) or ``test`` on the database: every window of ``limit`` in one statement."""
+        assert isinstance(self.storage, DatabaseStorage)
+        items, now = self._items(limit), time.time()
+        keys = [(item.key_for(scope, key), item.get_expiry()) for item in items]
+        windows = self.storage.hit_all(keys, now) if count else self.storage.peek_all([k for k, _ in keys], now)
+        # Counted: over the limit once past it; tested: once one more would be.
+        over = [end for item, (hits, end) in zip(items, windows, strict=True)
+                if hits > item.amount or (not count and hits >= item.amount)]
+        return max(1, math.ceil(max(over) - now)) if over else None
 
     def _wait(self, item: RateLimitItem, scope: str, key: str) -> int:
         reset = self.strategy.get_window_stats(item, scope, key).reset_time
