@@ -44,6 +44,11 @@ log = logging.getLogger("mailer.delivery")
 Echo = Callable[[str], Any]
 
 
+def deliveries(count: int) -> str:
+    """``1 delivery``, ``3 deliveries``."""
+    return f"{count} delivery" if count == 1 else f"{count} deliveries"
+
+
 class Run:
     """One call of ``deliver``: its threads, its queue and its report."""
 
@@ -156,7 +161,8 @@ class Run:
         window_end = now + timedelta(seconds=self.settings.retry_window)
         progress = Progress(self.echo, total, f"digest {digest_id}")
         if total:
-            self.echo(f"digest {digest_id}: {total} deliveries to send over {self.settings.connections} connections")
+            self.echo(f"digest {digest_id}: {deliveries(total)} to send over "
+                      f"{min(total, self.settings.connections)} connection(s)")
         feeder = self.feeder
         outstanding, exhausted, last_look, after = 0, False, 0.0, 0
         while True:
@@ -223,7 +229,7 @@ class Run:
                 self.echo(f"digest {digest_id}: {left.deferred} deferred, next retry in {duration(wait)}")
             return wait
         if left.deferred:
-            self.echo(f"digest {digest_id}: {left.deferred} deliveries deferred for a later run")
+            self.echo(f"digest {digest_id}: {deliveries(left.deferred)} deferred for a later run")
         return None
 
     def _look_around(self, conn: Connection, digest_id: int) -> None:
