@@ -28,11 +28,27 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+
+def _count(name: str, default: int) -> int:
+    """A whole number of at least 1 from ``name``; a bad value stops gunicorn with one line.
+
+    This file runs before ``on_starting``: a ValueError here would be a
+    traceback, and gunicorn's own "Failed to read config file".
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        print(f"error: {name}: expected a whole number, 1 or more (got {raw!r})", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    return int(raw)
+
+
 bind = [address.strip() for address in os.environ.get("MAILER_BIND", "127.0.0.1:8000").split(",") if address.strip()]
-workers = int(os.environ.get("MAILER_WORKERS") or min(2 * multiprocessing.cpu_count() + 1, 8))
+workers = _count("MAILER_WORKERS", min(2 * multiprocessing.cpu_count() + 1, 8))
 # More than one thread makes gunicorn use its gthread worker: a slow client
 # (or a CSV export) does not hold a whole process.
-threads = int(os.environ.get("MAILER_THREADS") or 4)
+threads = _count("MAILER_THREADS", 4)
 # No preloading: each worker builds its own app, so the outbox thread and the
 # database connections are never shared across a fork.
 preload_app = False
@@ -73,7 +89,8 @@ class JsonLogger(Logger):  # type: ignore[misc]
         self.access_log.info("%s %s %s", atoms["m"], atoms["U"], atoms["s"], extra=event)
 
 
-if os.environ.get("MAILER_LOG_JSON", "").lower() in ("1", "true", "yes"):
+# The same words as mailer/config.py accepts; on_starting refuses any other value.
+if os.environ.get("MAILER_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on"):
     logger_class = JsonLogger
 
 

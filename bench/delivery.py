@@ -241,7 +241,8 @@ def bench(readers: int, connections: int, database: str | None, workdir: Path, r
             except OSError:
                 time.sleep(0.05)
         plain = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-        env = {**plain, "MAILER_ENV": "production", "MAILER_SECRET_KEY": "bench-secret", "MAILER_DATABASE_URL": url,
+        env = {**plain, "MAILER_ENV": "production", "MAILER_SECRET_KEY": "bench-secret-key-16+",
+               "MAILER_DATABASE_URL": url,
                "MAILER_SMTP_URL": f"smtp://127.0.0.1:{port}", "MAILER_SMTP_CONNECTIONS": str(connections),
                "MAILER_FROM": "Notizie Tech <newsletter@example.it>", "MAILER_BASE_URL": "https://news.example.it",
                "MAILER_INSTANCE_PATH": str(workdir / "instance"), "MAILER_FEEDS": "https://news.example.it/feed"}

@@ -47,7 +47,7 @@ def _mailer() -> Flask:
     app = create_app({
         "ENV": "production",
         "DATABASE_URL": os.environ["BENCH_DATABASE_URL"],
-        "SECRET_KEY": "bench-secret",
+        "SECRET_KEY": "bench-secret-key-16+",
         "SMTP_URL": os.environ["BENCH_SMTP_URL"],
         "FEEDS": [],
         "BASE_URL": "http://127.0.0.1:5000",

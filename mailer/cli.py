@@ -8,29 +8,87 @@ what happened and picks the exit status of the public contract.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn, TextIO
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 
+from mailer.config import LOCALES
 from mailer.db import session_scope
 
 EX_TEMPFAIL = 75
 
-db_cli = AppGroup("db", help="Create or migrate the database schema.")
-feeds_cli = AppGroup("feeds", help="Poll the RSS/Atom feeds.")
-digest_cli = AppGroup("digest", help="Compose, preview and send the weekly digest.")
-subscribers_cli = AppGroup("subscribers", help="Import and export subscribers.")
-scheduler_cli = AppGroup("scheduler", help="Run the scheduler.")
-admin_cli = AppGroup("admin", help="Manage admin accounts.")
-bounces_cli = AppGroup("bounces", help="Read the bounce reports that come back by mail.")
 
-
-def fail(message: str, status: int = 1) -> None:
+def fail(message: str, status: int = 1) -> NoReturn:
     """Print one line naming the problem and exit non-zero."""
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
+
+
+class CommandGroup(AppGroup):
+    """A command group whose commands end in one line, not a traceback, when the database is out of reach.
+
+    Done here once for every command: a closed port, a wrong password or a
+    schema not yet created is the operator's to fix, and the traceback of the
+    driver only hides the line that says so.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a database that cannot be reached or has no schema exits 1 with one line."""
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, InterfaceError, ProgrammingError) as exc:
+            message = database_problem(exc, ctx.ensure_object(ScriptInfo).load_app().config["DATABASE_URL"])
+            if message is None:
+                raise
+            fail(message)
+
+
+def database_problem(exc: DBAPIError, url: str) -> str | None:
+    """One line for an operator about ``exc`` on the database at ``url`` (its password hidden).
+
+    None when ``exc`` is a bug (a bad query), not a database out of reach.
+    """
+    shown = make_url(url).render_as_string(hide_password=True)
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    first = " ".join(lines[0].split())[:300] if lines else type(exc).__name__
+    if first.startswith("no such table") or getattr(exc.orig, "sqlstate", None) == "42P01":
+        return f"the database at {shown} has no schema yet ({first}): run 'flask --app wsgi db upgrade'"
+    if isinstance(exc, ProgrammingError):
+        return None
+    # The driver's last clause: "connection refused", 'database "x" does not exist'.
+    reason = first.rsplit(": ", 1)[-1].strip() or type(exc).__name__
+    if reason[:1].isupper() and reason[1:2].islower():
+        reason = reason[0].lower() + reason[1:]  # "Connection refused" inside our sentence
+    return f"cannot reach the database at {shown}: {reason}"
+
+
+@contextmanager
+def output(out: str, newline: str | None = None) -> Iterator[TextIO]:
+    """``out`` open for writing (``-``: standard output); one line and exit 1 when it cannot be written."""
+    if out == "-":
+        yield sys.stdout
+        return
+    try:
+        with open(out, "w", encoding="utf-8", newline=newline) as handle:
+            yield handle
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+
+
+db_cli = CommandGroup("db", help="Create or migrate the database schema.")
+feeds_cli = CommandGroup("feeds", help="Poll the RSS/Atom feeds.")
+digest_cli = CommandGroup("digest", help="Compose, preview and send the weekly digest.")
+subscribers_cli = CommandGroup("subscribers", help="Import and export subscribers.")
+scheduler_cli = CommandGroup("scheduler", help="Run the scheduler.")
+admin_cli = CommandGroup("admin", help="Manage admin accounts.")
+bounces_cli = CommandGroup("bounces", help="Read the bounce reports that come back by mail.")
 
 
 @db_cli.command("upgrade")
@@ -94,19 +152,27 @@ def digest_send() -> None:
 
 
 @digest_cli.command("preview")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path))
-@click.option("--language", default=None, help="it or en (default: MAILER_LOCALE).")
-def digest_preview(out: Path, language: str | None) -> None:
-    """Write the next digest's HTML to OUT without sending anything."""
+@click.option("--out", "out", required=True, metavar="FILE", type=click.Path(allow_dash=True),
+              help="Where to write the HTML; - for standard output.")
+@click.option("--language", default=None, type=click.Choice(LOCALES), help="Default: MAILER_LOCALE.")
+def digest_preview(out: str, language: str | None) -> None:
+    """Write the next digest's HTML to FILE without sending anything.
+
+    With no new articles no digest is due: nothing is written (an existing
+    FILE is left as it is) and the line says so; the exit status is still 0.
+    """
     from mailer.digest import render_preview
 
     with session_scope() as session:
         html = render_preview(session, current_app.config, language or current_app.config["LOCALE"])
+    # The messages go to standard error when standard output carries the HTML.
     if html is None:
-        click.echo("no new articles: the next digest would not be sent")
-        html = ""
-    out.write_text(html, encoding="utf-8")
-    click.echo(f"wrote {out}")
+        click.echo("no digest is due: no new articles", err=out == "-")
+        return
+    with output(out) as handle:
+        handle.write(html)
+    if out != "-":
+        click.echo(f"wrote {out}")
 
 
 @digest_cli.command("pause")
@@ -176,18 +242,18 @@ def subscribers_import(file: Path, confirmed: bool, send_confirmation: bool) -> 
 
 
 @subscribers_cli.command("export")
-@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True, path_type=Path))
-def subscribers_export(out: Path | None) -> None:
+@click.option("--out", "out", default="-", metavar="FILE", type=click.Path(allow_dash=True),
+              help="Where to write the CSV; - (the default) for standard output.")
+def subscribers_export(out: str) -> None:
     """Write every subscriber, with status and consent record, as CSV."""
     from mailer.subscriptions import export_csv
 
     with session_scope() as session:
-        if out is None:
-            export_csv(session, sys.stdout)
-        else:
-            with out.open("w", newline="", encoding="utf-8") as handle:
-                count = export_csv(session, handle)
-            click.echo(f"wrote {count} subscribers to {out}", err=True)
+        session.connection()  # a database out of reach says so before any line of CSV
+        with output(out, newline="") as handle:
+            count = export_csv(session, handle)
+    if out != "-":
+        click.echo(f"wrote {count} subscribers to {out}", err=True)
 
 
 @scheduler_cli.command("run")

@@ -8,8 +8,10 @@ failing later in the middle of a send.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +20,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 ENVIRONMENTS = ("development", "production", "testing")
 LOCALES = ("it", "en")
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+MAX_FEED_INTERVAL = 7 * 24 * 60  # minutes: a week
+MAX_SMTP_CONNECTIONS = 100
+# A digest schedule must fire within this horizon (29 February does; 31 February never).
+SCHEDULE_HORIZON = timedelta(days=5 * 366)
+FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+MIN_SECRET_KEY_LENGTH = 16
+KEY_ADVICE = "use e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+# Variables whose value an error message must not repeat.
+SECRET_VARIABLES = frozenset({"SECRET_KEY"})
+# The password in a URL (scheme://user:password@host), hidden in error messages.
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+# postgresql:// alone means psycopg2 to SQLAlchemy; psycopg 3 is what is installed.
+_POSTGRES_SHORTHANDS = ("postgresql://", "postgres://")
 
 
 class ConfigError(ValueError):
@@ -37,19 +52,40 @@ def _base_url(value: str) -> str:
 
 
 def _database_url(value: str) -> str:
+    """A SQLite or PostgreSQL URL whose driver is installed; ``postgresql://`` means psycopg 3."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    url = make_url(value)
+    for shorthand in _POSTGRES_SHORTHANDS:
+        if value.startswith(shorthand):
+            value = "postgresql+psycopg://" + value[len(shorthand):]
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError("not a database URL: expected e.g. postgresql+psycopg://user@host/db"
+                         " or sqlite:////path/to/file.sqlite3") from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise ValueError("only sqlite and postgresql are supported")
+    try:
+        url.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise ValueError(f"unknown database driver {url.drivername!r}") from None
+    except ImportError:
+        raise ValueError(f"the database driver {url.get_driver_name()!r} is not installed:"
+                         " use postgresql+psycopg:// (psycopg 3) or sqlite://") from None
     return value
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be 1 or more")
-    return number
+def _int_between(low: int, high: int, what: str, note: str = "") -> Callable[[str], int]:
+    """A parser of whole numbers from ``low`` to ``high``; ``what`` says what they count."""
+
+    def parse(value: str) -> int:
+        number = int(value)
+        if not low <= number <= high:
+            raise ValueError(f"expected {what}: {low} to {high}{note}")
+        return number
+
+    return parse
 
 
 def _hops(value: str) -> int:
@@ -61,16 +97,28 @@ def _hops(value: str) -> int:
 
 def _rate(value: str) -> float:
     number = float(value)
-    if number < 0:
-        raise ValueError("must be 0 (no limit) or more")
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("expected messages per second, 0 (no limit) or more")
     return number
 
 
 def _cron(value: str) -> str:
+    """A five-field cron line that fires at least once in the next few years."""
     from mailer.crontab import cron_trigger
 
-    cron_trigger(value, "UTC")  # cron's own meaning (0 and 7 are Sunday)
+    trigger = cron_trigger(value, "UTC")  # cron's own meaning (0 and 7 are Sunday)
+    now = datetime.now(UTC)
+    first = trigger.get_next_fire_time(None, now)
+    if first is None or first > now + SCHEDULE_HORIZON:
+        raise ValueError("this schedule never fires (no such date in the next 5 years)")
     return value
+
+
+def _flag(value: str) -> bool:
+    try:
+        return FLAGS[value.lower()]
+    except KeyError:
+        raise ValueError("expected 1/0, true/false, yes/no or on/off") from None
 
 
 def _timezone(value: str) -> str:
@@ -92,7 +140,29 @@ def _url_list(value: str) -> list[str]:
 
 
 def _origins(value: str) -> list[str]:
-    return [_base_url(item) for item in re.split(r"[\s,]+", value) if item]
+    return [_origin(item) for item in re.split(r"[\s,]+", value) if item]
+
+
+def _origin(value: str) -> str:
+    """``scheme://host[:port]``, as a browser's Origin header spells it (lower case, no default port)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an origin: expected scheme://host[:port], e.g. https://www.example.it")
+    extra = [name for name, found in (("a path", parts.path not in ("", "/")), ("a query", "?" in value),
+                                      ("a fragment", "#" in value), ("a user", "@" in parts.netloc)) if found]
+    if extra:
+        raise ValueError(f"{value!r} has {' and '.join(extra)}: an origin is scheme://host[:port] only"
+                         " (a browser's Origin header never has more), so it would never match")
+    port = parts.port  # raises ValueError on a bad port
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def _dkim_name(value: str) -> str:
+    if not value.isascii() or any(c.isspace() for c in value):
+        raise ValueError("expected an ASCII name without spaces (an international domain in its xn-- form)")
+    return value
 
 
 def _ascii_address(addr: str) -> str:
@@ -194,21 +264,21 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "FROM": _address,
     "FEEDS": _url_list,
     "DIGEST_SCHEDULE": _cron,
-    "FEED_INTERVAL": _positive_int,
+    "FEED_INTERVAL": _int_between(1, MAX_FEED_INTERVAL, "minutes between polls", " (a week)"),
     "TIMEZONE": _timezone,
     "LOCALE": _locale,
-    "SMTP_CONNECTIONS": _positive_int,
+    "SMTP_CONNECTIONS": _int_between(1, MAX_SMTP_CONNECTIONS, "parallel SMTP connections"),
     "SEND_RATE": _rate,
     "CORS_ORIGINS": _origins,
-    "DKIM_DOMAIN": _text,
-    "DKIM_SELECTOR": _text,
+    "DKIM_DOMAIN": _dkim_name,
+    "DKIM_SELECTOR": _dkim_name,
     "DKIM_KEY_FILE": _existing_file,
     "SIGNUP_LIMIT": _limit,
     # Beyond the contract: where rate-limit counters live (mailer/ratelimit.py).
     "RATELIMIT_STORAGE": _rate_storage,
-    "LOG_JSON": lambda v: v.lower() in ("1", "true", "yes"),
+    "LOG_JSON": _flag,
     # Beyond the contract: where the development capture server listens.
-    "CAPTURE_SMTP_PORT": _positive_int,
+    "CAPTURE_SMTP_PORT": _int_between(1, 65535, "a TCP port"),
     # Beyond the contract: proxies in front of the app (docs/deploy.md).
     "PROXY_FIX_HOPS": _hops,
     # Beyond the contract: the envelope sender, where bounces go (docs/deploy.md).
@@ -257,21 +327,56 @@ def load_config(
         try:
             config[name] = parse(raw.strip())
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"MAILER_{name}: {exc} (got {raw!r})") from None
+            raise ConfigError(f"MAILER_{name}: {exc}{_shown(name, raw)}") from None
     config.update(overrides or {})
     _check_together(config)
     return config
+
+
+def _shown(name: str, raw: str) -> str:
+    """`` (got '...')`` for an error message: never a secret key, never a password in a URL."""
+    if name in SECRET_VARIABLES:
+        return ""
+    shown = _URL_PASSWORD.sub(r"\1***@", raw)
+    return f" (got {shown!r})"
 
 
 def _check_together(config: dict[str, Any]) -> None:
     """Rules that involve several settings."""
     if not config.get("SECRET_KEY"):
         raise ConfigError("MAILER_SECRET_KEY: required when MAILER_ENV=production")
+    if config["ENV"] == "production":
+        _check_production_key(str(config["SECRET_KEY"]))
     dkim = [config.get(k) for k in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_KEY_FILE")]
     if any(dkim) and not all(dkim):
         raise ConfigError(
             "MAILER_DKIM_DOMAIN: set MAILER_DKIM_DOMAIN, MAILER_DKIM_SELECTOR and MAILER_DKIM_KEY_FILE together,"
             " or none"
         )
+    if all(dkim):
+        _check_dkim_key(config)
     if config["ENV"] == "production" and not config.get("SMTP_URL"):
         raise ConfigError("MAILER_SMTP_URL: required when MAILER_ENV=production")
+
+
+def _check_production_key(key: str) -> None:
+    """Production tokens are signed with a key of the operator's own, long enough not to be guessed."""
+    defaults = importlib.import_module("config.defaults")
+    if key == defaults.SECRET_KEY:
+        raise ConfigError(f"MAILER_SECRET_KEY: the public development key cannot sign production links: {KEY_ADVICE}")
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"MAILER_SECRET_KEY: too short ({len(key)} characters, at least {MIN_SECRET_KEY_LENGTH}):"
+                          f" {KEY_ADVICE}")
+
+
+def _check_dkim_key(config: Mapping[str, Any]) -> None:
+    """The DKIM key loads and signs now, not at the first mail of a send."""
+    from mailer.delivery.dkim import signer_from_config  # the delivery stage, only when DKIM is set
+
+    try:
+        signer = signer_from_config(config)
+        if signer is not None:
+            signer.sign(b"From: check@example.it\r\nSubject: check\r\n\r\ncheck\r\n")
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the key, it is refused here, in one line
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ConfigError(f"MAILER_DKIM_KEY_FILE: not a usable PEM private key: {reason}") from None

@@ -27,6 +27,8 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from mailer.crontab import last_fire_time
 from mailer.db import session_scope
@@ -95,8 +97,8 @@ def _record(app: Flask, job: Job, started: datetime, outcome: str, error: str | 
     slot = last_fire_time(job.trigger(app.config), started, grace(app.config)) if job.cron else None
     try:
         with session_scope(app) as session:
-            row = session.get(JobRun, job.name) or JobRun(name=job.name)
-            session.add(row)
+            _insert_job_run(session, job.name)
+            row = session.get_one(JobRun, job.name)
             row.started_at = started.replace(tzinfo=None)
             row.finished_at = utcnow()
             row.outcome, row.error = outcome, error
@@ -114,16 +116,34 @@ def missed_jobs(app: Flask, jobs: list[Job], now: datetime) -> list[Job]:
     very first start of a scheduler does not fire a job off-schedule.
     """
     missed = []
+    baseline = now.astimezone(UTC).replace(tzinfo=None)
     with session_scope(app) as session:
         for job in (j for j in jobs if j.cron):
             row = session.get(JobRun, job.name)
-            if row is None or row.last_fire_at is None:
-                session.merge(JobRun(name=job.name, last_fire_at=now.astimezone(UTC).replace(tzinfo=None)))
+            if row is None:
+                if _insert_job_run(session, job.name, last_fire_at=baseline):
+                    continue
+                row = session.get_one(JobRun, job.name)  # another scheduler's, added meanwhile
+            if row.last_fire_at is None:
+                row.last_fire_at = baseline
                 continue
             slot = last_fire_time(job.trigger(app.config), now, grace(app.config))
             if slot is not None and row.last_fire_at < slot.astimezone(UTC).replace(tzinfo=None):
                 missed.append(job)
     return missed
+
+
+def _insert_job_run(session: Session, name: str, **values: Any) -> bool:
+    """Add the ``job_runs`` row of ``name`` unless there is one; True if this call added it.
+
+    INSERT ... ON CONFLICT DO NOTHING, not a read then an insert: two
+    schedulers started at the same instant on a fresh database would both
+    read nothing and the second insert would fail on the primary key.
+    """
+    dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    statement = dialect.insert(JobRun).values(name=name, **values).on_conflict_do_nothing(index_elements=["name"])
+    added: int = session.execute(statement).rowcount  # type: ignore[attr-defined]
+    return added == 1
 
 
 def build_scheduler(app: Flask, scheduler: SchedulerT, jobs: list[Job], stop: threading.Event,

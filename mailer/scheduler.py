@@ -38,12 +38,16 @@ log = logging.getLogger("mailer.scheduler")
 PURGE_SCHEDULE = "17 3 * * *"
 
 
-def poll_feeds(app: Flask) -> list[FetchResult]:
-    """Poll every enabled feed (those of ``MAILER_FEEDS`` are added first)."""
+def poll_feeds(app: Flask, stop: threading.Event | None = None) -> list[FetchResult]:
+    """Poll every enabled feed (those of ``MAILER_FEEDS`` are added first).
+
+    ``stop`` abandons the downloads in progress (a feed may hang for
+    ``FEED_TIMEOUT``): the scheduler's shutdown does not wait for them.
+    """
     with app.app_context():
         with session_scope(app) as session:
             sync_configured_feeds(session, app.config["FEEDS"])
-        return fetch_all_feeds(get_sessionmaker(app), app.config)
+        return fetch_all_feeds(get_sessionmaker(app), app.config, stop=stop)
 
 
 def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print,
@@ -57,7 +61,7 @@ def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print,
     """
     with app.app_context():
         if poll:
-            for result in poll_feeds(app):
+            for result in poll_feeds(app, stop):
                 echo(result.line())
         # Unfinished digests first: a crash or a deferral must not wait a week.
         report = deliver(app, echo=echo, stop=stop)
@@ -115,8 +119,8 @@ def digest_job(app: Flask, stop: threading.Event) -> None:
 
 
 def feeds_job(app: Flask, stop: threading.Event) -> None:
-    """Poll every enabled feed."""
-    for result in poll_feeds(app):
+    """Poll every enabled feed; the scheduler's log gets each feed's line."""
+    for result in poll_feeds(app, stop):
         log.info("%s", result.line())
 
 
@@ -190,7 +194,8 @@ def run_forever(app: Flask) -> None:
     """Run the scheduler in the foreground (``scheduler run``) until SIGTERM or Ctrl-C.
 
     The signal sets the stop event: a send finishes the messages in flight,
-    saves its state and returns; queued runs do not start; then this returns.
+    saves its state and returns; a feed poll abandons its downloads; queued
+    runs do not start; then this returns.
     """
     stop = threading.Event()
     scheduler = build_scheduler(app, new_scheduler(app, BackgroundScheduler), JOBS, stop)

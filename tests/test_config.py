@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from config.defaults import SECRET_KEY as DEV_SECRET_KEY
 from mailer.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +65,27 @@ def test_variables_override_defaults() -> None:
     ("MAILER_RATELIMIT_STORAGE", "async+redis://127.0.0.1:6379"),
     ("MAILER_RATELIMIT_STORAGE", "memcached://127.0.0.1:11211"),  # pymemcache is not installed
     ("MAILER_DKIM_KEY_FILE", "/nonexistent/key.pem"),
+    ("MAILER_DATABASE_URL", "garbage"),
+    ("MAILER_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1/x"),  # psycopg2 is not installed
+    ("MAILER_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1/x"),
+    ("MAILER_DATABASE_URL", "postgresql+nosuchdriver://postgres@127.0.0.1/x"),
+    ("MAILER_FEED_INTERVAL", "99999999999"),  # the scheduler died of OverflowError
+    ("MAILER_FEED_INTERVAL", "10081"),  # more than a week
+    ("MAILER_SEND_RATE", "nan"),
+    ("MAILER_SEND_RATE", "inf"),
+    ("MAILER_SEND_RATE", "-1"),
+    ("MAILER_SMTP_CONNECTIONS", "100000"),
+    ("MAILER_SMTP_CONNECTIONS", "101"),
+    ("MAILER_DIGEST_SCHEDULE", "0 8 31 2 *"),  # 31 February: never
+    ("MAILER_DIGEST_SCHEDULE", "0 8 30 2 *"),
+    ("MAILER_LOG_JSON", "maybe"),
+    ("MAILER_CORS_ORIGINS", "https://www.example.it/news/"),  # a path: it never matches an Origin header
+    ("MAILER_CORS_ORIGINS", "https://www.example.it https://shop.example.it/?x=1"),
+    ("MAILER_CORS_ORIGINS", "https://www.example.it#top"),
+    ("MAILER_CORS_ORIGINS", "https://user@www.example.it"),
+    ("MAILER_CORS_ORIGINS", "www.example.it"),
+    ("MAILER_CAPTURE_SMTP_PORT", "70000"),
+    ("MAILER_DKIM_SELECTOR", "news 2026"),
 ])
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -87,7 +110,81 @@ def test_production_needs_a_secret_key_and_an_smtp_server() -> None:
     with pytest.raises(ConfigError, match=r"^MAILER_SECRET_KEY:"):
         load_config({"MAILER_ENV": "production", "MAILER_SMTP_URL": "smtp://mx.example.it:25"})
     with pytest.raises(ConfigError, match=r"^MAILER_SMTP_URL:"):
-        load_config({"MAILER_ENV": "production", "MAILER_SECRET_KEY": "s3cret"})
+        load_config({"MAILER_ENV": "production", "MAILER_SECRET_KEY": "a-long-enough-s3cret"})
+
+
+@pytest.mark.parametrize("key", [DEV_SECRET_KEY, "x", "fifteen-chars!!"])
+def test_production_refuses_the_public_dev_key_and_a_short_one(key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({"MAILER_ENV": "production", "MAILER_SMTP_URL": "smtp://mx.example.it:25",
+                     "MAILER_SECRET_KEY": key})
+    message = str(info.value)
+    assert message.startswith("MAILER_SECRET_KEY:")
+    assert "secrets.token_urlsafe(32)" in message
+    assert key not in message  # a key is never repeated in a log
+    # The dev key stays the development default.
+    assert load_config({"MAILER_SECRET_KEY": key})["SECRET_KEY"] == key
+    production = {"MAILER_ENV": "production", "MAILER_SMTP_URL": "smtp://mx.example.it:25"}
+    assert load_config({**production, "MAILER_SECRET_KEY": "sixteen-chars!!!"})["SECRET_KEY"] == "sixteen-chars!!!"
+
+
+@pytest.mark.parametrize("given", ["postgresql://mailer@db.example.it:5432/news", "postgres://mailer@db.example.it:5432/news"])
+def test_a_plain_postgresql_url_means_psycopg_3(given: str) -> None:
+    """``postgresql://`` alone would make SQLAlchemy import psycopg2, which is not installed."""
+    config = load_config({"MAILER_DATABASE_URL": given})
+    assert config["DATABASE_URL"] == "postgresql+psycopg://mailer@db.example.it:5432/news"
+
+
+def test_a_password_in_a_bad_url_is_not_repeated() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({"MAILER_DATABASE_URL": "postgresql+psycopg2://mailer:hunter2@db.example.it/news"})
+    assert "hunter2" not in str(info.value)
+    assert "psycopg2" in str(info.value) and "mailer:***@db.example.it" in str(info.value)
+
+
+def test_cors_origins_are_spelled_as_browsers_send_them() -> None:
+    config = load_config({"MAILER_CORS_ORIGINS": "https://WWW.Example.it/, https://shop.example.it:443 http://[::1]:8080"})
+    assert config["CORS_ORIGINS"] == ["https://www.example.it", "https://shop.example.it", "http://[::1]:8080"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("1", True), ("true", True), ("Yes", True), ("ON", True), ("0", False), ("false", False), ("no", False),
+    ("off", False),
+])
+def test_log_json_words(value: str, expected: bool) -> None:
+    assert load_config({"MAILER_LOG_JSON": value})["LOG_JSON"] is expected
+
+
+def test_bounds_keep_their_ends() -> None:
+    config = load_config({"MAILER_FEED_INTERVAL": "10080", "MAILER_SMTP_CONNECTIONS": "100",
+                          "MAILER_DIGEST_SCHEDULE": "0 8 29 2 *"})  # 29 February: leap years only, still fires
+    assert (config["FEED_INTERVAL"], config["SMTP_CONNECTIONS"]) == (10080, 100)
+
+
+def _dkim(key_file: Path) -> dict[str, str]:
+    return {"MAILER_DKIM_DOMAIN": "example.it", "MAILER_DKIM_SELECTOR": "news2026",
+            "MAILER_DKIM_KEY_FILE": str(key_file)}
+
+
+@pytest.mark.parametrize("content", [
+    b"not a key at all\n",
+    b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    b"-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n",
+    b"-----BEGIN CERTIFICATE-----\nbm90IGEga2V5\n-----END CERTIFICATE-----\n",
+])
+def test_a_dkim_key_file_that_is_not_a_private_key_is_refused_at_start(tmp_path: Path, content: bytes) -> None:
+    key = tmp_path / "dkim.pem"
+    key.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"^MAILER_DKIM_KEY_FILE: ") as info:
+        load_config(_dkim(key))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_real_dkim_key_is_accepted(tmp_path: Path) -> None:
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)], check=True, capture_output=True)
+    assert load_config(_dkim(key))["DKIM_KEY_FILE"] == str(key)
 
 
 def test_the_instance_config_file_sets_what_has_no_variable(tmp_path: Path) -> None:
@@ -107,6 +204,26 @@ def test_identity_values_refuse_line_breaks() -> None:
 def test_dkim_needs_all_three_or_none(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^MAILER_DKIM_DOMAIN:"):
         load_config({"MAILER_DKIM_DOMAIN": "example.it"})
+
+
+@pytest.mark.parametrize(("name", "value", "line"), [
+    ("MAILER_DATABASE_URL", "garbage",
+     "error: MAILER_DATABASE_URL: not a database URL: expected e.g. postgresql+psycopg://user@host/db"
+     " or sqlite:////path/to/file.sqlite3 (got 'garbage')"),
+    ("MAILER_DATABASE_URL", "postgresql+psycopg2://postgres:pw@127.0.0.1/x",
+     "error: MAILER_DATABASE_URL: the database driver 'psycopg2' is not installed: use postgresql+psycopg://"
+     " (psycopg 3) or sqlite:// (got 'postgresql+psycopg2://postgres:***@127.0.0.1/x')"),
+    ("MAILER_FEED_INTERVAL", "99999999999",
+     "error: MAILER_FEED_INTERVAL: expected minutes between polls: 1 to 10080 (a week) (got '99999999999')"),
+])
+@pytest.mark.slow
+def test_a_value_that_used_to_crash_is_one_line_at_start(tmp_path: Path, name: str, value: str, line: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "feeds", "fetch"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", name: value, "MAILER_INSTANCE_PATH": str(tmp_path)},
+    )
+    assert (result.returncode, result.stderr.strip().splitlines(), result.stdout) == (2, [line], "")
 
 
 def test_the_app_refuses_to_start_with_one_line(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ It starts, in this order: the capture SMTP server, the web server (listening
 before anything polls the demo feed, which the web app itself serves), then
 the scheduler with the same jobs as ``scheduler run`` in a background thread.
 Ctrl-C (or SIGTERM) stops the web server, lets a send in progress finish the
-messages in flight, and stops the capture server.
+messages in flight (it still needs the capture server), abandons a feed poll
+in progress (a hanging feed would hold the stop for ``FEED_TIMEOUT``), then
+stops the capture server.
 """
 
 from __future__ import annotations

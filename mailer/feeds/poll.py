@@ -12,14 +12,22 @@ and a database error in one store is that feed's failure, not the round's.
   fetch, unless another feed has that URL already or MAILER_FEEDS names the
   old one (the operator changes the configuration, not the poller: the
   result line says so).
+- ``stop`` (Ctrl-C, SIGTERM) ends the downloads in progress at once and
+  closes their connections; a feed being stored is finished first. Feeds
+  not polled get no result and keep their state for the next poll.
+
+Each feed's result is logged at DEBUG only: the caller prints or logs the
+result lines (``feeds fetch`` on standard output, the scheduler in its log).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import logging
+import threading
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +45,8 @@ from mailer.models import Feed, utcnow
 
 log = logging.getLogger("mailer.feeds")
 T = TypeVar("T")
+# How often a poll looks at the stop event (seconds).
+STOP_CHECK_INTERVAL = 0.1
 
 
 @dataclass
@@ -86,10 +96,12 @@ class _Snapshot:
 
 
 def fetch_all_feeds(session_factory: sessionmaker[Session], config: Mapping[str, Any], *,
-                    feed_ids: Iterable[int] | None = None) -> list[FetchResult]:
+                    feed_ids: Iterable[int] | None = None,
+                    stop: threading.Event | None = None) -> list[FetchResult]:
     """Poll every enabled feed (or those of ``feed_ids``); one result per feed, in id order.
 
     Feeds whose Retry-After has not passed are not fetched: their result is "wait".
+    Once ``stop`` is set, downloads are abandoned: those feeds get no result.
     """
     now = utcnow()
     feeds: list[_Snapshot] = []
@@ -105,33 +117,68 @@ def fetch_all_feeds(session_factory: sessionmaker[Session], config: Mapping[str,
             else:
                 feeds.append(_Snapshot(f.id, f.url, f.etag, f.last_modified, f.body_hash))
     for result in waiting:
-        log.info("feed %s: %s", result.url, result.line().split(": ", 1)[-1])
-    polled = _run(_poll(feeds, session_factory, config)) if feeds else []
+        log.debug("feed %s: %s", result.url, result.line().split(": ", 1)[-1])
+    polled = _run(_poll(feeds, session_factory, config, stop)) if feeds else []
     return sorted([*waiting, *polled], key=lambda r: r.feed_id or 0)
 
 
 async def _poll(feeds: list[_Snapshot], factory: sessionmaker[Session],
-                config: Mapping[str, Any]) -> list[FetchResult]:
+                config: Mapping[str, Any], stop: threading.Event | None = None) -> list[FetchResult]:
     """Fetch concurrently, then settle (parse, store, record) one feed at a time."""
     settings = FetchSettings.from_config(config)
     downloads = asyncio.Semaphore(settings.concurrency)
     stores = asyncio.Lock()
+    stopping = asyncio.Event()
 
-    async def poll_one(feed: _Snapshot) -> FetchResult:
+    async def poll_one(feed: _Snapshot) -> FetchResult | None:
         page: Page | None = None
         error: FetchError | None = None
         async with downloads:
+            if stopping.is_set():
+                return None
+            download = fetch_page(client, feed.url, settings, etag=feed.etag, last_modified=feed.last_modified)
             try:
-                page = await fetch_page(client, feed.url, settings, etag=feed.etag,
-                                        last_modified=feed.last_modified)
+                page = await _unless_stopped(download, stopping)
             except FetchError as exc:
                 error = exc
+            if page is None and error is None:
+                return None  # stopped: this feed waits for the next poll
         async with stores:
             # In a thread: parsing a big feed must not stall the other downloads.
             return await asyncio.to_thread(_settle, factory, config, feed, page, error)
 
-    async with open_client(settings) as client:
-        return list(await asyncio.gather(*(poll_one(feed) for feed in feeds)))
+    watcher = asyncio.create_task(_watch(stop, stopping))
+    try:
+        async with open_client(settings) as client:  # closed on the way out: no connection outlives a stop
+            results = await asyncio.gather(*(poll_one(feed) for feed in feeds))
+    finally:
+        watcher.cancel()
+    return [result for result in results if result is not None]
+
+
+async def _watch(stop: threading.Event | None, stopping: asyncio.Event) -> None:
+    """Set ``stopping`` (this loop's event) soon after ``stop`` (another thread's) is set."""
+    if stop is None:
+        return
+    while not stop.is_set():
+        await asyncio.sleep(STOP_CHECK_INTERVAL)
+    stopping.set()
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stopping: asyncio.Event) -> T | None:
+    """The result of ``work``, or None once ``stopping`` is set first (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 def _settle(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Snapshot,
@@ -178,7 +225,7 @@ def _store(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Sna
         row.last_fetched_at = row.last_success_at = now
         row.consecutive_failures = 0
         row.last_error = row.last_error_at = row.retry_after_at = None
-    log.info("feed %s: %s", feed.url, result.line().split(": ", 1)[-1])
+    log.debug("feed %s: %s", feed.url, result.line().split(": ", 1)[-1])
     return result
 
 
@@ -218,7 +265,7 @@ def _record_failure(factory: sessionmaker[Session], config: Mapping[str, Any], f
         log.warning("feed %s has failed %d times in a row (last: %s): flagged for the operator",
                     feed.url, result.failures, reason)
     else:
-        log.info("feed %s failed: %s", feed.url, result.line().split(": ", 1)[-1])
+        log.debug("feed %s failed: %s", feed.url, result.line().split(": ", 1)[-1])
     return result
 
 

@@ -204,3 +204,15 @@ def test_a_bad_setting_stops_gunicorn_with_one_line(tmp_path: Path) -> None:
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: MAILER_BASE_URL:"), done.stderr
     assert "Booting worker" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("MAILER_WORKERS", "abc"), ("MAILER_THREADS", "0"), ("MAILER_THREADS", "-2"),
+])
+def test_a_bad_worker_count_stops_gunicorn_with_one_line(tmp_path: Path, name: str, value: str) -> None:
+    """gunicorn.conf.py reads these itself, before on_starting: int('abc') was gunicorn's traceback."""
+    env = environment("sqlite:///" + str(tmp_path / "db.sqlite3"), "smtp://127.0.0.1:25", tmp_path, **{name: value})
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{free_port()}", "wsgi:app"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {name}: expected a whole number, 1 or more (got {value!r})"]

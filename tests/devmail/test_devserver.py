@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from mailer.models import Article
 from tests.devmail.conftest import free_port
+from tests.http_server import FeedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -64,3 +68,43 @@ def test_the_devserver_serves_captures_polls_the_demo_feed_and_stops_on_ctrl_c(
     assert "Traceback" not in output
     assert list((tmp_path / "instance" / "captured-mail" / "new").iterdir()) or list(
         (tmp_path / "instance" / "captured-mail" / "cur").iterdir())
+
+
+def test_ctrl_c_does_not_wait_for_a_feed_that_hangs(database_url: str, tmp_path: Path, feed_server: FeedServer) -> None:
+    """The poll's download is abandoned (not waited out for FEED_TIMEOUT, 30 s); the capture port closes."""
+    release = threading.Event()
+
+    def hang(request: BaseHTTPRequestHandler) -> None:
+        release.wait(60)
+        request.close_connection = True
+
+    web_port, smtp_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env.update({"MAILER_DATABASE_URL": database_url, "MAILER_INSTANCE_PATH": str(tmp_path / "instance"),
+                "MAILER_CAPTURE_SMTP_PORT": str(smtp_port), "MAILER_FEEDS": feed_server.add("/hang.xml", handler=hang),
+                "PYTHONUNBUFFERED": "1"})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "devserver", "--port", str(web_port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(path == "/hang.xml" for path, _headers in feed_server.requests):
+            assert server.poll() is None, server.communicate()[0]
+            assert time.monotonic() < deadline, "the feed was not polled"
+            time.sleep(0.1)
+        smtplib.SMTP("127.0.0.1", smtp_port).quit()  # the capture server is up
+        asked = time.monotonic()
+        server.send_signal(signal.SIGINT)  # Ctrl-C while the poll hangs
+        output, _ = server.communicate(timeout=25)
+        took = time.monotonic() - asked
+    finally:
+        release.set()
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, output
+    assert took < 10, output
+    assert "stopped" in output and "Traceback" not in output
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", smtp_port), timeout=5).close()

@@ -179,5 +179,5 @@ def test_the_viewer_forms_need_a_csrf_token(app: Flask, smtp_server: SmtpSink, t
 
 def test_the_viewer_does_not_exist_in_production(app: Flask) -> None:
     production = create_app({"ENV": "production", "DATABASE_URL": app.config["DATABASE_URL"],
-                             "SECRET_KEY": "s3cret", "SMTP_URL": app.config["SMTP_URL"]})
+                             "SECRET_KEY": "a-production-secret", "SMTP_URL": app.config["SMTP_URL"]})
     assert production.test_client().get("/dev/mail/").status_code == 404

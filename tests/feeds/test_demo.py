@@ -51,7 +51,7 @@ def test_demo_images_and_article_pages(client):
 
 
 def test_no_demo_in_production(database_url: str, tmp_path: Path) -> None:
-    app = create_app({"ENV": "production", "DATABASE_URL": database_url, "SECRET_KEY": "s",
+    app = create_app({"ENV": "production", "DATABASE_URL": database_url, "SECRET_KEY": "a-production-secret",
                       "SMTP_URL": "smtp://127.0.0.1:2525", "CAPTURE_MAILDIR": str(tmp_path)})
     client = app.test_client()
     for path in ("/demo/feed.xml", "/demo/images/ai.png", f"/demo/articoli/{ITEMS[0].slug}"):

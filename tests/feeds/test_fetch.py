@@ -250,7 +250,7 @@ def test_only_the_permanent_hops_from_the_feeds_url_count(feed_server, add_feed_
 
 
 def test_a_permanent_redirect_to_another_feeds_url_keeps_the_url(feed_server, add_feed_row, poll, feed_row, caplog):
-    caplog.set_level(logging.INFO, logger="mailer.feeds")
+    caplog.set_level(logging.DEBUG, logger="mailer.feeds")
     new = feed_server.add("/new.xml", FEED)
     old = feed_server.add("/old.xml", status=301, headers={"Location": new})
     other = add_feed_row(new, source="admin")

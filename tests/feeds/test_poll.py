@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from sqlalchemy import select
 
 from mailer.db import get_sessionmaker
-from mailer.feeds import FetchResult, flagged_feeds, is_flagged
+from mailer.feeds import FetchResult, fetch_all_feeds, flagged_feeds, is_flagged
 from mailer.models import Feed, utcnow
 from tests.feeds.conftest import corpus
 
@@ -193,3 +196,42 @@ def test_feeds_fetch_reports_a_waiting_feed_as_waiting_not_failed(app, runner, f
     assert lines[1].startswith(f"wait   {busy}: the server asked not to be polled before ")
     assert lines[1].endswith(" UTC (Retry-After)")
 
+
+
+def test_a_stop_abandons_a_hanging_download_at_once(feed_server, add_feed_row, app, feed_row, articles):
+    """Ctrl-C or SIGTERM must not wait out FEED_TIMEOUT (30 s) on a feed that never answers."""
+    fine_stored = threading.Event()
+    release = threading.Event()
+
+    def hang(request: BaseHTTPRequestHandler) -> None:
+        release.wait(20)
+        request.close_connection = True
+
+    fine = add_feed_row(feed_server.add("/fine.xml", FEED))
+    hanging = add_feed_row(feed_server.add("/hang.xml", handler=hang))
+    stop = threading.Event()
+
+    def stop_once_the_hanging_feed_is_asked() -> None:
+        while not any(path == "/hang.xml" for path, _headers in feed_server.requests):
+            time.sleep(0.02)
+        fine_stored.wait(10)  # the fine feed is stored first: it must keep its result
+        stop.set()
+
+    def watch_fine() -> None:
+        while not feed_row(fine).last_success_at:
+            time.sleep(0.02)
+        fine_stored.set()
+
+    threading.Thread(target=watch_fine, daemon=True).start()
+    threading.Thread(target=stop_once_the_hanging_feed_is_asked, daemon=True).start()
+    started = time.monotonic()
+    try:
+        results = fetch_all_feeds(get_sessionmaker(app), {**app.config, "FEED_TIMEOUT": 30.0,
+                                                          "FIRST_FETCH_DAYS": 36500}, stop=stop)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 5
+    assert [(r.feed_id, r.ok) for r in results] == [(fine, True)]  # the abandoned feed has no result
+    left = feed_row(hanging)
+    assert (left.consecutive_failures, left.last_error, left.last_fetched_at) == (0, None, None)
+    assert len(articles()) == 3

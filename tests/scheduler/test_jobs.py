@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -198,6 +199,18 @@ def test_the_feeds_job_polls_every_feed(app: Flask, session: Session, feed_serve
     app.config.update(FEEDS=[feed_server.add("/a.xml", rss(2, "Alfa")), feed_server.add("/b.xml", rss(1, "Beta"))])
     assert run_job(app, job("feeds"), threading.Event()) == "ok"
     assert sorted(path for path, _headers in feed_server.requests) == ["/a.xml", "/b.xml"]
+
+
+def test_the_feeds_job_logs_one_line_per_feed(app: Flask, feed_server: FeedServer, caplog) -> None:
+    """The poll's own per-feed record is DEBUG (``feeds fetch`` prints the line); the job logs it once, at INFO."""
+    caplog.set_level(logging.INFO, logger="mailer")
+    url = feed_server.add("/a.xml", rss(2, "Alfa"))
+    app.config.update(FEEDS=[url])
+    assert run_job(app, job("feeds"), threading.Event()) == "ok"
+    about = [r for r in caplog.records if url in r.getMessage()]
+    assert [(r.name, r.levelno, r.getMessage()) for r in about] == [
+        ("mailer.scheduler", logging.INFO, f"ok     {url}: 2 new, 0 updated"),
+    ]
 
 
 @pytest.mark.sqlite_only

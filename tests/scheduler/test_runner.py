@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
+from mailer.db import get_engine, make_engine
 from mailer.models import Digest, JobRun
-from mailer.runner import build_scheduler, missed_jobs, run_job
+from mailer.runner import Job, build_scheduler, missed_jobs, run_job
 from mailer.scheduler import JOBS, new_scheduler
 from tests.http_server import FeedServer
 from tests.scheduler.conftest import add_readers, job, rss
@@ -108,3 +113,52 @@ def test_a_running_scheduler_catches_up_a_missed_digest_once(
     assert len(smtp_server.messages) == 2
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(Digest)) == 1
+
+
+@contextmanager
+def another_scheduler_inserts_first(app: Flask, name: str, **values: Any) -> Iterator[None]:
+    """Just before this process's first INSERT into job_runs, another process inserts ``name``'s row and commits.
+
+    What two ``scheduler run`` started at the same instant on a fresh database
+    do: both read no row, then both insert one.
+    """
+    other = make_engine(app.config["DATABASE_URL"])
+    done: list[bool] = []
+
+    def first(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not done and statement.lstrip().upper().startswith("INSERT INTO JOB_RUNS"):
+            done.append(True)
+            with other.begin() as conn:
+                conn.execute(insert(JobRun).values(name=name, **values))
+
+    event.listen(get_engine(app), "before_cursor_execute", first)
+    try:
+        yield
+    finally:
+        event.remove(get_engine(app), "before_cursor_execute", first)
+        other.dispose()
+    assert done, "no INSERT into job_runs was seen"
+
+
+def test_two_schedulers_starting_at_once_both_check_for_missed_jobs(
+    app: Flask, session: Session, caplog
+) -> None:
+    app.config["DIGEST_SCHEDULE"], _slot = daily_an_hour_ago()
+    theirs = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    with another_scheduler_inserts_first(app, "digest", last_fire_at=theirs):
+        assert missed_jobs(app, JOBS, datetime.now(UTC)) == []  # was IntegrityError: UNIQUE job_runs.name
+    session.expire_all()
+    assert session.get(JobRun, "digest").last_fire_at == theirs  # type: ignore[union-attr]
+    assert session.get(JobRun, "purge").last_fire_at is not None  # type: ignore[union-attr]
+
+
+def test_the_first_record_of_a_job_does_not_collide_with_another_schedulers(
+    app: Flask, session: Session, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="mailer.scheduler")
+    probe = Job("probe", lambda _app, _stop: None, lambda _config: None, lock="probe")  # type: ignore[arg-type, return-value]
+    with another_scheduler_inserts_first(app, "probe", outcome="skipped"):
+        assert run_job(app, probe, threading.Event()) == "ok"
+    assert "could not record" not in caplog.text
+    session.expire_all()
+    assert session.get(JobRun, "probe").outcome == "ok"  # type: ignore[union-attr]
