@@ -53,6 +53,10 @@ def run_devserver(app: Flask, host: str, port: int) -> None:
     _banner(app, host, port, capture, scheduler.describe(jobs))
     # SIGTERM behaves like Ctrl-C: serve_forever returns on KeyboardInterrupt.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Started in the background by a script (`make run &`), SIGINT arrives
+    # ignored from the shell, and Python then leaves it so: Ctrl-C (kill -INT)
+    # must stop it all the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         web.serve_forever()
     finally:

@@ -37,6 +37,8 @@ def test_the_devserver_serves_captures_polls_the_demo_feed_and_stops_on_ctrl_c(
     server = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "wsgi", "devserver", "--port", str(web_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # As `make run &` from a script: the shell starts it with SIGINT ignored; Ctrl-C must still stop it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     base = f"http://127.0.0.1:{web_port}"
     try:
