@@ -4,7 +4,7 @@ A period is one turn of ``MAILER_DIGEST_SCHEDULE``: from one time the
 schedule fires to the next, in ``MAILER_TIMEZONE``. Every digest composed in
 a period, by the scheduler or by hand, is that period's one digest; so a
 weekly schedule gives one digest a week, a daily one one a day. Its key
-is the local time the period began, e.g. ``"2026-11-23 08:00"``.
+is the local time the period began, e.g. ``"2026-11-23 08:00+01:00"``.
 """
 
 from __future__ import annotations
@@ -32,30 +32,33 @@ _LOOKBACK = (timedelta(hours=1), timedelta(days=1), timedelta(days=8), timedelta
 def period_start(schedule: str, timezone: str, now: datetime) -> datetime:
     """When the period holding ``now`` began: the schedule's last fire time at or before ``now``.
 
-    Aware, in ``timezone``. A schedule that has not fired in five years
-    (config.py refuses one that never fires) counts in ISO weeks from Monday 00:00.
+    Aware, in ``timezone``. Compared in UTC: on the night clocks go back the
+    two 02:00 are different times. A schedule that has not fired in five
+    years (config.py refuses one that never fires) counts in ISO weeks from
+    Monday 00:00.
     """
-    from mailer.crontab import cron_trigger
+    from mailer.crontab import cron_trigger, last_fire_time
 
     zone = ZoneInfo(timezone)
-    moment = (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).astimezone(zone)
+    moment = (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).astimezone(UTC)
     trigger = cron_trigger(schedule, zone)
     for window in _LOOKBACK:
-        last = None
-        fire = trigger.get_next_fire_time(None, moment - window)
-        while fire is not None and fire <= moment:
-            last = fire
-            fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+        # Fire times in (moment - window, moment]; one exactly at the window's start is the next window's.
+        last = last_fire_time(trigger, moment + timedelta(microseconds=1), window)
         if last is not None:
             found: datetime = last.astimezone(zone)
             return found
-    monday = moment.date() - timedelta(days=moment.weekday())
+    local = moment.astimezone(zone)
+    monday = local.date() - timedelta(days=local.weekday())
     return datetime.combine(monday, time(0, 0), zone)
 
 
 def period_key(start: datetime) -> str:
-    """The key of the period that began at ``start`` (local time, to the minute)."""
-    return start.strftime("%Y-%m-%d %H:%M")
+    """The key of the period that began at ``start``: local time to the minute, with its UTC offset.
+
+    The offset tells apart the two periods that begin at 02:00 on the night clocks go back.
+    """
+    return start.isoformat(sep=" ", timespec="minutes")
 
 
 def digest_subject(config: Mapping[str, Any], language: str, now: datetime) -> str:

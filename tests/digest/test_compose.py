@@ -57,7 +57,7 @@ def test_a_digest_carries_every_new_article_to_every_confirmed_reader(
     digest = compose_digest(session, app_context)
 
     assert digest is not None
-    assert digest.period == "2026-11-23 08:00"  # this week's turn of "0 8 * * mon" in Rome
+    assert digest.period == "2026-11-23 08:00+01:00"  # this week's turn of "0 8 * * mon" in Rome
     assert digest.status is DigestStatus.SENDING
     assert digest.subject == "Le notizie della settimana – 25 novembre 2026"
     assert digest.article_count == 3
@@ -133,7 +133,7 @@ def test_a_rerun_in_the_same_week_composes_nothing(
 
     # Next week: a new digest with only what the first did not carry.
     second = compose_digest(session, app_context, NOW + timedelta(days=7))
-    assert second is not None and second.period == "2026-11-30 08:00"
+    assert second is not None and second.period == "2026-11-30 08:00+01:00"
     assert second.article_count == 1
     session.refresh(late)
     assert late.digest_id == second.id
@@ -166,7 +166,7 @@ def test_losing_the_race_for_the_week_leaves_the_callers_transaction_usable(
     def other_process_wins(*args, **kwargs):  # type: ignore[no-untyped-def]
         # Another scheduler commits this week's digest while we render.
         with get_sessionmaker(app_context)() as other, other.begin():
-            other.add(Digest(period="2026-11-23 08:00", subject="theirs", status=DigestStatus.SENDING,
+            other.add(Digest(period="2026-11-23 08:00+01:00", subject="theirs", status=DigestStatus.SENDING,
                              created_at=NOW - timedelta(days=5)))
         return render_segments(*args, **kwargs)
 
@@ -306,7 +306,7 @@ def test_a_daily_schedule_composes_a_digest_a_day(
     assert compose_digest(session, app_context, NOW + timedelta(hours=3)) is None  # the same day's period
     assert "exists already" in (skip_reason(session, app_context.config, NOW + timedelta(hours=3)) or "")
     tomorrow = compose_digest(session, app_context, NOW + timedelta(days=1))
-    assert tomorrow is not None and tomorrow.period == "2026-11-26 07:00" and tomorrow.article_count == 1
+    assert tomorrow is not None and tomorrow.period == "2026-11-26 07:00+01:00" and tomorrow.article_count == 1
 
 
 def test_no_confirmed_reader_no_digest_the_articles_wait(
