@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,17 +95,32 @@ if os.environ.get("MAILER_LOG_JSON", "").strip().lower() in ("1", "true", "yes",
     logger_class = JsonLogger
 
 
+# Run in a process of its own: imported here, the app's modules would stay in
+# the master, and the workers it forks after an upgrade and a reload (HUP)
+# would run the old code.
+_CHECK = """
+import os, sys
+from pathlib import Path
+from mailer.config import ConfigError, load_config
+try:
+    load_config(os.environ, None, os.environ.get("MAILER_INSTANCE_PATH") or str(Path.cwd() / "instance"))
+except ConfigError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
 def on_starting(server: Any) -> None:
-    """Check the configuration once, in the master, before any worker starts.
+    """Check the configuration once, before any worker starts.
 
     A bad MAILER_* value would otherwise stop each worker as it boots, and
     gunicorn would start a new one forever; here it stops gunicorn itself
     with the same one line naming the variable.
     """
-    from mailer.config import ConfigError, load_config
-
-    try:
-        load_config(os.environ, None, os.environ.get("MAILER_INSTANCE_PATH") or str(Path(__file__).parent / "instance"))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)  # noqa: T201 - before any logging exists
-        raise SystemExit(2) from None
+    done = subprocess.run([sys.executable, "-c", _CHECK], cwd=Path(__file__).parent,  # noqa: S603 - our own code
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        print(lines[-1] if lines else f"error: the configuration check failed ({done.returncode})",
+              file=sys.stderr, flush=True)
+        raise SystemExit(2)
