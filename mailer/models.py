@@ -175,6 +175,8 @@ class OutboundMail(Base):
     """
 
     __tablename__ = "outbound_mails"
+    # The signups' hourly cap counts one kind's rows of the last hour on it.
+    __table_args__ = (Index("ix_outbound_mails_kind_created", "kind", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int | None] = mapped_column(

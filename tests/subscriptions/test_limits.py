@@ -182,3 +182,38 @@ def test_rate_limit_per_ip_on_both_routes(make_app, session: Session) -> None:  
     italian = client.post("/api/subscribe", json={"email": "i@example.it", "consent": True, "language": "it"},
                           headers={"Accept-Language": "en"})
     assert italian.status_code == 429 and "Too many" not in italian.get_json()["message"]
+
+
+def test_an_import_being_written_does_not_spend_the_signups_hourly_budget(make_app) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL nothing serialises an import with signup batches: its uncommitted rows must not count."""
+    from typing import cast
+
+    from sqlalchemy import Table, insert
+
+    from mailer.models import MAIL_CONFIRM, MAIL_IMPORT_CONFIRM, OutboundMail, utcnow
+    from mailer.subscriptions.throttle import hourly_budget
+
+    outbox = cast(Table, OutboundMail.__table__)
+
+    def row(kind: str) -> dict[str, object]:
+        return {"kind": kind, "to_address": "a@example.it", "subject": "s", "html": "h", "text": "t",
+                "created_at": utcnow(), "attempts": 0}
+
+    app = make_app(CONFIRM_MAILS_PER_HOUR=100)
+    engine = get_engine(app)
+    with engine.begin() as conn:
+        conn.execute(insert(outbox), [row(MAIL_CONFIRM)])
+    with engine.begin() as conn:  # an import, committed: another kind, not counted
+        conn.execute(insert(outbox), [row(MAIL_IMPORT_CONFIRM) for _ in range(300)])
+    if engine.dialect.name == "postgresql":
+        importer = engine.connect()
+        writing = importer.begin()
+        importer.execute(insert(outbox), [row(MAIL_IMPORT_CONFIRM) for _ in range(300)])  # still uncommitted
+        with engine.begin() as conn:
+            conn.execute(insert(outbox), [row(MAIL_CONFIRM)])  # a signup batch commits meanwhile
+        with app.app_context(), engine.connect() as conn:
+            assert hourly_budget(conn, app.config, utcnow()) == 98
+        writing.commit()
+        importer.close()
+    with app.app_context(), engine.connect() as conn:
+        assert hourly_budget(conn, app.config, utcnow()) == (98 if engine.dialect.name == "postgresql" else 99)
