@@ -30,6 +30,7 @@ one sweep at most once a minute.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -136,9 +137,10 @@ class RateLimits:
         self._parsed: dict[str, list[RateLimitItem]] = {}
 
     def _items(self, limit: str) -> list[RateLimitItem]:
+        """The windows of ``limit``, each once (``5/minute;5/minute`` is one window)."""
         items = self._parsed.get(limit)
         if items is None:
-            items = self._parsed[limit] = parse_many(limit)
+            items = self._parsed[limit] = list({item.key_for(): item for item in parse_many(limit)}.values())
         return items
 
     def hit(self, limit: str, scope: str, key: str) -> int | None:
@@ -147,9 +149,10 @@ class RateLimits:
             return None
         if isinstance(self.storage, DatabaseStorage):
             return self._at_once(limit, scope, key, count=True)
+        client = _client(key)
         for item in self._items(limit):
-            if not self.strategy.hit(item, scope, key):
-                return self._wait(item, scope, key)
+            if not self.strategy.hit(item, scope, client):
+                return self._wait(item, scope, client)
         return None
 
     def test(self, limit: str, scope: str, key: str) -> int | None:
@@ -158,16 +161,17 @@ class RateLimits:
             return None
         if isinstance(self.storage, DatabaseStorage):
             return self._at_once(limit, scope, key, count=False)
+        client = _client(key)
         for item in self._items(limit):
-            if not self.strategy.test(item, scope, key):
-                return self._wait(item, scope, key)
+            if not self.strategy.test(item, scope, client):
+                return self._wait(item, scope, client)
         return None
 
     def _at_once(self, limit: str, scope: str, key: str, *, count: bool) -> int | None:
         """``hit`` (``count``) or ``test`` on the database: every window of ``limit`` in one statement."""
         assert isinstance(self.storage, DatabaseStorage)
         items, now = self._items(limit), time.time()
-        keys = [(item.key_for(scope, key), item.get_expiry()) for item in items]
+        keys = [(item.key_for(scope, _client(key)), item.get_expiry()) for item in items]
         windows = self.storage.hit_all(keys, now) if count else self.storage.peek_all([k for k, _ in keys], now)
         # Counted: over the limit once past it; tested: once one more would be.
         over = [end for item, (hits, end) in zip(items, windows, strict=True)
@@ -177,6 +181,11 @@ class RateLimits:
     def _wait(self, item: RateLimitItem, scope: str, key: str) -> int:
         reset = self.strategy.get_window_stats(item, scope, key).reset_time
         return max(1, math.ceil(reset - time.time()))
+
+
+def _client(key: str) -> str:
+    """Who is counted, as stored: a hash, so the table holds no IP or typed address, and keys stay short."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def init_app(app: Flask) -> None:

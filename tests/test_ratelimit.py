@@ -92,3 +92,21 @@ def test_memory_is_per_process(make_app: Callable[..., Flask]) -> None:
 def test_ratelimit_enabled_false_turns_every_limit_off(make_app: Callable[..., Flask]) -> None:
     limits = RateLimits(make_app(RATELIMIT_ENABLED=False))
     assert all(limits.hit("1/minute", "login", "192.0.2.1") is None for _ in range(5))
+
+
+def test_the_counters_keep_no_ip_or_address_and_any_length_fits(make_app: Callable[..., Flask]) -> None:
+    """A 300-character address typed at the admin login: counted, hashed, no 500 on PostgreSQL's VARCHAR(255)."""
+    app = make_app(RATELIMIT_ENABLED=True)
+    limits = RateLimits(app)
+    typed = "a" * 300 + "@example.it"
+    assert limits.hit("2/minute", "admin-login-account", typed) is None
+    assert limits.hit("2/minute", "admin-login-account", "192.0.2.44") is None
+    with get_engine(app).connect() as conn:
+        keys = list(conn.scalars(select(RateCounter.key)))
+    assert len(keys) == 2 and all(len(key) < 100 for key in keys)
+    assert not any("aaaa" in key or "192.0.2.44" in key for key in keys)
+
+
+def test_a_window_written_twice_is_one_window(make_app: Callable[..., Flask]) -> None:
+    limits = RateLimits(make_app(RATELIMIT_ENABLED=True))
+    assert [limits.hit("2/minute;2/minute", "signup", "192.0.2.45") for _ in range(3)][-1] is not None
