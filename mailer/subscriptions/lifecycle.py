@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from mailer.models import ConsentEvent, Delivery, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
@@ -156,7 +157,13 @@ def erase(
                                                QueuedSignup.claimed_by.is_(None)))
     # The hash moves to the new row: free it on the old one first (it is unique).
     subscriber.email, subscriber.email_hash = None, f"erasing-{old_id}"
-    session.flush()
+    try:
+        session.flush()
+    except StaleDataError:
+        # Erased a moment ago by another request (a double click, the admin at
+        # the same time): the row is gone already, and so is everything else.
+        session.rollback()
+        return None
     # Nothing of the reader's choices either: the language is the column's default.
     kept = Subscriber(email=None, email_hash=email_hash, status=SubscriberStatus.ERASED, topics="",
                       confirm_nonce=new_nonce(), confirmations_sent=[], created_at=now, updated_at=now,

@@ -161,3 +161,20 @@ def test_preferences_post_needs_no_csrf_token(make_app, session: Session) -> Non
     answer = app.test_client().post(path, data={"action": "save", "topics": ["web"], "language": "it"})
     assert answer.status_code == 200
     assert subscriber(session, "anna@example.it").topics == "web"
+
+
+def test_two_erasures_at_once_are_one(app: Flask, session: Session, reader: Subscriber) -> None:
+    """A double click, or the reader and the admin together: the second finds nothing left to erase."""
+    from mailer.db import get_sessionmaker
+    from mailer.subscriptions import erase
+
+    first, second = get_sessionmaker(app)(), get_sessionmaker(app)()
+    one, two = first.get(Subscriber, reader.id), second.get(Subscriber, reader.id)
+    assert one is not None and two is not None
+    assert erase(first, one, "link") is not None
+    first.commit()
+    assert erase(second, two, "admin") is None
+    second.commit()
+    first.close()
+    second.close()
+    assert session.scalar(select(func.count(Subscriber.id))) == 1
