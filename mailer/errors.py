@@ -49,10 +49,22 @@ def error_response(error: HTTPException) -> Response:
     return response
 
 
-def _database_down(error: DBAPIError) -> Response:
-    """The database cannot be reached: 503 (what /healthz says too), not a 500 traceback page."""
-    log.error("database unavailable: %s", error.__class__.__name__)
-    return error_response(ServiceUnavailable())
+# What drivers say when the database itself is away (SQLite, psycopg), as
+# opposed to a query that is wrong ("no such column": a bug, or a schema not
+# migrated yet), which stays a 500 with its traceback in the log.
+_UNREACHABLE = ("unable to open database file", "database is locked", "could not connect", "connection refused",
+                "connection failed", "server closed the connection", "connection timeout", "timeout expired",
+                "terminating connection", "the database system is", "no route to host", "name or service not known")
+
+
+def _database_error(error: DBAPIError) -> Response:
+    """The database away: 503 with Retry-After (what /healthz says too); anything else: a logged 500."""
+    reason = str(error.orig if error.orig is not None else error).lower()
+    if error.connection_invalidated or any(words in reason for words in _UNREACHABLE):
+        log.error("database unavailable: %s", reason.splitlines()[0][:300] if reason else type(error).__name__)
+        return error_response(ServiceUnavailable())
+    log.error("database error on %s %s", request.method, request.path, exc_info=error)
+    return error_response(InternalServerError())
 
 
 def init_app(app: Flask) -> None:
@@ -60,4 +72,4 @@ def init_app(app: Flask) -> None:
     for status in (400, 404, 405, 413, 500):
         app.register_error_handler(status, error_response)
     app.register_error_handler(InternalServerError, error_response)
-    app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(OperationalError, _database_error)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from mailer import create_app
 from mailer.db import get_engine
@@ -55,3 +57,16 @@ def test_privacy_links_open_in_the_pages_language(client: FlaskClient) -> None:
     assert 'href="/privacy?lang=en"' in page  # the consent box and the footer
     assert "Privacy notice" in client.get("/privacy?lang=en", headers={"Accept-Language": "it"}).get_data(
         as_text=True)
+
+
+@pytest.mark.sqlite_only  # SQLite says OperationalError for a missing column; the test also alters the schema
+def test_a_schema_not_migrated_is_a_logged_500_not_a_busy_503(
+        make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture) -> None:
+    """New code before `db upgrade`: the log must say which column is missing, not "unavailable"."""
+    app = make_app()
+    with get_engine(app).begin() as conn:
+        conn.execute(text("ALTER TABLE digests DROP COLUMN archive_translations"))
+    answer = app.test_client().get("/archive/")
+    assert answer.status_code == 500 and "Retry-After" not in answer.headers
+    logged = [record for record in caplog.records if record.name == "mailer.errors"]
+    assert logged and logged[-1].exc_info is not None and "archive_translations" in str(logged[-1].exc_info[1])
