@@ -99,8 +99,14 @@ class MailSettings:
 def _list_id(site_name: str, from_address: str) -> str:
     """The List-Id under the From domain (RFC 2919), named after the site: ``"Site" <digest.example.it>``."""
     domain = _ascii_domain(from_address.rpartition("@")[2]) or "localhost"
-    phrase = f'"{quote(site_name)}" ' if site_name else ""
-    return f"{phrase}<digest.{domain}>"
+    if not site_name:
+        return f"<digest.{domain}>"
+    if site_name.isascii():
+        return f'"{quote(site_name)}" <digest.{domain}>'
+    # Not ASCII: the phrase becomes encoded-words when folded, which may not sit
+    # inside quotes (RFC 2047, 5); so no quotes, and no character that would need them.
+    words = " ".join(re.sub(r'[()<>@,;:\\".\[\]]', " ", site_name).split())
+    return f"{words} <digest.{domain}>"
 
 
 def _ascii_domain(domain: str) -> str:

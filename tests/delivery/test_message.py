@@ -133,6 +133,12 @@ def test_the_list_id_defaults_to_the_site_under_the_from_domain() -> None:
     assert message["List-Id"].endswith("<digest.xn--citt-3na.it>")
     assert MailSettings.from_config({"FROM": "a@example.it", "BASE_URL": "https://n.it",
                                      "LIST_ID": "News <news.example.it>"}).list_id == "News <news.example.it>"
+    # A name that is not ASCII: encoded-words, never inside quotes (RFC 2047, 5), and it parses back.
+    italian = MailSettings.from_config({"FROM": "a@example.it", "BASE_URL": "https://n.it",
+                                        "SITE_NAME": 'Notizie "Più", Roma', "LIST_ID": None}).list_id
+    folded = header("List-Id", italian)
+    assert b'"' not in folded and b"=?utf-8?" in folded
+    assert parse(folded + b"\r\n")["List-Id"] == "Notizie Più Roma <digest.example.it>"
 
 
 def test_a_mailto_unsubscribe_follows_the_link_when_configured() -> None:
