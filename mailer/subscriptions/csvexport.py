@@ -67,13 +67,14 @@ def export_csv(session: Session, handle: Writable) -> int:
     for subscriber, first, confirmed in session.execute(query).tuples():
         given = _signup_columns(first)
         confirm = _confirm_columns(confirmed, first)
-        writer.writerow([
-            _safe(subscriber.email or ""), str(subscriber.status), subscriber.language, subscriber.topics,
+        # Every cell defused: an imported file's record came from elsewhere too.
+        writer.writerow([_safe(cell) for cell in (
+            subscriber.email or "", str(subscriber.status), subscriber.language, subscriber.topics,
             _time(subscriber.created_at), _time(subscriber.confirmed_at), _time(subscriber.unsubscribed_at),
-            given["signup_at"], given["signup_channel"], given["signup_ip"], _safe(given["signup_user_agent"]),
-            _safe(given["signup_source"]), given["consent_text_version"],
-            confirm["confirm_at"], confirm["confirm_ip"], _safe(confirm["confirm_user_agent"]), subscriber.email_hash,
-        ])
+            given["signup_at"], given["signup_channel"], given["signup_ip"], given["signup_user_agent"],
+            given["signup_source"], given["consent_text_version"],
+            confirm["confirm_at"], confirm["confirm_ip"], confirm["confirm_user_agent"], subscriber.email_hash,
+        )])
         count += 1
     return count
 
