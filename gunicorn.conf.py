@@ -73,10 +73,16 @@ class JsonLogger(Logger):  # type: ignore[misc]
     def setup(self, cfg: Any) -> None:
         """Gunicorn's handlers, with the app's JSON formatter."""
         super().setup(cfg)
+        loaded = set(sys.modules)
         from mailer.logs import JsonFormatter
 
         for handler in (*self.error_log.handlers, *self.access_log.handlers):
             handler.setFormatter(JsonFormatter())
+        # The master keeps the formatter, not the app's modules: workers forked
+        # after an upgrade and a reload (HUP) import the new code.
+        for name in set(sys.modules) - loaded:
+            if name == "mailer" or name.startswith("mailer."):
+                del sys.modules[name]
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         """One event per request: who, what, status, size, time."""

@@ -221,8 +221,10 @@ def test_a_bad_worker_count_stops_gunicorn_with_one_line(tmp_path: Path, name: s
 def test_the_settings_check_leaves_the_master_without_the_apps_code(tmp_path: Path) -> None:
     """Workers forked after an upgrade and a reload (HUP) must import the new code, not the master's old."""
     probe = ("import runpy, sys\n"
+             "from gunicorn.config import Config\n"
              "settings = runpy.run_path('gunicorn.conf.py')\n"
              "settings['on_starting'](None)\n"
+             "settings['JsonLogger'](Config())  # MAILER_LOG_JSON's logger, set up in the master\n"
              "print(sorted(name for name in sys.modules if name == 'mailer' or name.startswith('mailer.')))\n")
     env = environment("sqlite:///" + str(tmp_path / "db.sqlite3"), "smtp://127.0.0.1:25", tmp_path)
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
