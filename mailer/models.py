@@ -295,7 +295,7 @@ class Digest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # The period it covers, e.g. "2026-W48": unique, so a rerun or a second
     # scheduler cannot compose a second digest for the same week.
-    period: Mapped[str] = mapped_column(String(20), unique=True)
+    period: Mapped[str] = mapped_column(String(40), unique=True)
     subject: Mapped[str] = mapped_column(String(500))
     status: Mapped[DigestStatus] = mapped_column(_enum(DigestStatus), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
