@@ -14,11 +14,13 @@ expired counters are deleted at most once a minute per process.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from limits.storage import Storage
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 SWEEP_INTERVAL = 60.0  # seconds between two sweeps of the expired counters
 
@@ -87,8 +89,7 @@ class DatabaseStorage(LazyStorage):
         if sql is None:
             sql = self._sql[(placeholder, len(keys))] = _upsert(placeholder, len(keys))
         values: list[Any] = [v for key, expiry in keys for v in (key, amount, now + expiry)] + [now, now]
-        connection = self.engine().raw_connection()
-        try:
+        with self._raw() as connection:
             cursor = connection.cursor()
             if self.sweep_due(now):
                 cursor.execute(f"DELETE FROM rate_counters WHERE expires_at < {placeholder}", (now,))
@@ -96,26 +97,18 @@ class DatabaseStorage(LazyStorage):
             found = {row[0]: (int(row[1]), float(row[2])) for row in cursor.fetchall()}
             cursor.close()
             connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            connection.close()  # back to the pool
         return [found[key] for key, _expiry in keys]
 
     def peek_all(self, keys: Sequence[str], now: float) -> list[tuple[int, float]]:
         """Each key's (hits in its current window, window end); (0, now) where none is open."""
         placeholder = self._placeholder()
-        connection = self.engine().raw_connection()
-        try:
+        with self._raw() as connection:
             cursor = connection.cursor()
             cursor.execute(f"SELECT key, hits, expires_at FROM rate_counters WHERE key IN "
                            f"({', '.join([placeholder] * len(keys))})", list(keys))
             found = {row[0]: (int(row[1]), float(row[2])) for row in cursor.fetchall()}
             cursor.close()
             connection.rollback()  # a read: end PostgreSQL's implicit transaction
-        finally:
-            connection.close()
         return [found[key] if key in found and found[key][1] > now else (0, now) for key in keys]
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
@@ -144,13 +137,36 @@ class DatabaseStorage(LazyStorage):
         self._delete(f"DELETE FROM rate_counters WHERE key = {self._placeholder()}", (key,))
 
     def _delete(self, sql: str, values: Sequence[Any]) -> int:
-        connection = self.engine().raw_connection()
-        try:
+        with self._raw() as connection:
             cursor = connection.cursor()
             cursor.execute(sql, values)
             deleted = int(cursor.rowcount)
             cursor.close()
             connection.commit()
-        finally:
-            connection.close()
         return deleted
+
+    @contextmanager
+    def _raw(self) -> Iterator[Any]:
+        """A raw connection of the app's pool, given back after; the driver's errors as SQLAlchemy's.
+
+        So that a database out of reach is the same ``OperationalError``
+        everywhere (a 503 page, one line in a command), not the driver's own.
+        """
+        engine = self.engine()
+        driver_error = engine.dialect.loaded_dbapi.Error
+        try:
+            connection = engine.raw_connection()
+        except driver_error as exc:
+            raise DBAPIError.instance(None, None, exc, driver_error, connection_invalidated=True) from exc
+        try:
+            yield connection
+        except driver_error as exc:
+            with suppress(driver_error):
+                connection.rollback()
+            raise DBAPIError.instance(None, None, exc, driver_error) from exc
+        except BaseException:
+            with suppress(driver_error):
+                connection.rollback()
+            raise
+        finally:
+            connection.close()  # back to the pool

@@ -41,9 +41,14 @@ def test_the_form_address_opened_with_get_leads_back_to_the_form(client: FlaskCl
     assert client.get("/subscribe").headers["Location"].endswith("/")
 
 
-def test_the_api_with_the_database_down_is_a_json_503(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+@pytest.mark.parametrize("url", [
+    "sqlite:///{tmp}/missing/dir/db.sqlite3",
+    "postgresql+psycopg://postgres@127.0.0.1:1/nodb",  # nothing listens: connection refused
+])
+def test_the_api_with_the_database_down_is_a_json_503(make_app: Callable[..., Flask], tmp_path: Path, url: str) -> None:
+    """The per-IP limit counts in the database first: its raw connection's failure is a 503 too."""
     app = make_app()
-    down = create_app({**app.config, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/dir/db.sqlite3"})
+    down = create_app({**app.config, "DATABASE_URL": url.format(tmp=tmp_path), "RATELIMIT_ENABLED": True})
     try:
         answer = down.test_client().post("/api/subscribe", json={"email": "mario@example.it", "consent": True})
     finally:
