@@ -62,8 +62,9 @@ def database_problem(exc: DBAPIError, url: str) -> str | None:
         return f"the database at {shown} has no schema yet ({first}): run 'flask --app wsgi db upgrade'"
     if isinstance(exc, ProgrammingError):
         return None
-    # The driver's last clause: "connection refused", 'database "x" does not exist'.
-    reason = first.rsplit(": ", 1)[-1].strip() or type(exc).__name__
+    # The driver's own words, whole ("connection failed: connection to server at ... failed: Connection
+    # refused"); URLs in them carry no password (psycopg and sqlite3 print none).
+    reason = first.strip() or type(exc).__name__
     if reason[:1].isupper() and reason[1:2].islower():
         reason = reason[0].lower() + reason[1:]  # "Connection refused" inside our sentence
     return f"cannot reach the database at {shown}: {reason}"
@@ -133,6 +134,7 @@ def digest_send() -> None:
     """
     from mailer import scheduler
     from mailer.delivery import DeliveryError
+    from mailer.delivery.run import deliveries
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
@@ -147,7 +149,7 @@ def digest_send() -> None:
     if getattr(report, "paused", None) or getattr(report, "still_paused", None):
         sys.exit(1)
     if report.deferred:
-        click.echo(f"{report.deferred} deliveries deferred by temporary failures: run again later")
+        click.echo(f"{deliveries(report.deferred)} deferred by temporary failures: run again later")
         sys.exit(EX_TEMPFAIL)
 
 
@@ -258,9 +260,20 @@ def subscribers_export(out: str) -> None:
 
 @scheduler_cli.command("run")
 def scheduler_run() -> None:
-    """Run the scheduler in the foreground until Ctrl-C or SIGTERM."""
-    from mailer import scheduler
+    """Run the scheduler in the foreground until Ctrl-C or SIGTERM.
 
+    It starts only if the database answers and has its schema (one line and
+    exit 1 otherwise, as every command); once running, it rides out the
+    database going away, logging each failed job and trying at the next turn.
+    """
+    from sqlalchemy import select
+
+    from mailer import scheduler
+    from mailer.db import get_engine
+    from mailer.models import JobRun
+
+    with get_engine().connect() as conn:
+        conn.execute(select(JobRun.name).limit(1))
     scheduler.run_forever(current_app._get_current_object())  # type: ignore[attr-defined]
 
 

@@ -97,6 +97,7 @@ def _flask(tmp_path: Path, *args: str, database_url: str = UNREACHABLE) -> subpr
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [
     ["db", "upgrade"], ["feeds", "fetch"], ["digest", "send"], ["subscribers", "export"], ["subscribers", "import"],
+    ["scheduler", "run"],  # does not start, rather than log tracebacks every minute
 ])
 def test_a_database_out_of_reach_is_one_line_without_the_password(tmp_path: Path, command: list[str]) -> None:
     if command[-1] == "import":
@@ -104,9 +105,9 @@ def test_a_database_out_of_reach_is_one_line_without_the_password(tmp_path: Path
         command = [*command, str(tmp_path / "list.csv")]
     result = _flask(tmp_path, *command)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [
-        "error: cannot reach the database at postgresql+psycopg://postgres:***@127.0.0.1:1/nodb: connection refused"
-    ]
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: cannot reach the database at postgresql+psycopg://postgres:***@127.0.0.1:1/nodb: ")
+    assert line.endswith("Connection refused")  # the driver's whole reason, not its last word
     assert "hunter2" not in result.stdout + result.stderr
     assert result.stdout == ""
 
