@@ -241,8 +241,9 @@ def _subscriber_row(
 
 # The consent record columns of ``subscribers export``: kept with the import
 # event, so that a list moved to a new server keeps its proof of consent.
-RECORD_COLUMNS = ("created_at", "confirmed_at", "signup_at", "signup_channel", "signup_ip", "signup_user_agent",
-                  "signup_source", "consent_text_version", "confirm_at", "confirm_ip", "confirm_user_agent")
+RECORD_COLUMNS = ("created_at", "confirmed_at", "unsubscribed_at", "signup_at", "signup_channel", "signup_ip",
+                  "signup_user_agent", "signup_source", "consent_text_version", "confirm_at", "confirm_ip",
+                  "confirm_user_agent")
 
 
 def _keep_record(values: dict[str, Any], row: Mapping[str, str]) -> None:
@@ -254,9 +255,14 @@ def _keep_record(values: dict[str, Any], row: Mapping[str, str]) -> None:
     created = _moment(record.get("created_at"))
     if created is not None:
         values["created_at"] = created
+    status = values["status"]
     confirmed_at = _moment(record.get("confirmed_at"))
-    if confirmed_at is not None and values["status"] is SubscriberStatus.CONFIRMED:
+    # A pending reader never confirmed, whatever the file says; one who left had, before leaving.
+    if confirmed_at is not None and status is not SubscriberStatus.PENDING:
         values["confirmed_at"] = confirmed_at
+    unsubscribed_at = _moment(record.get("unsubscribed_at"))
+    if unsubscribed_at is not None and status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
+        values["unsubscribed_at"] = unsubscribed_at
 
 
 def _moment(text: str | None) -> datetime | None:
@@ -310,7 +316,7 @@ def _insert(
         {"subscriber_id": ids[row["email_hash"]], "email_hash": row["email_hash"], "action": consent.IMPORT,
          "channel": consent.CHANNEL_IMPORT, "occurred_at": now, "language": row["language"],
          "source_page": source[:1000], "ip": None, "user_agent": None, "consent_text_version": None,
-         "details": _details(row, confirmed, templates is not None)}
+         "details": _details(row, templates is not None)}
         for row in batch
     ])
     if templates is not None and requested:
@@ -326,9 +332,10 @@ def _insert(
     report.imported += len(batch)
 
 
-def _details(row: Mapping[str, Any], confirmed: bool, send_confirmation: bool) -> dict[str, Any]:
+def _details(row: Mapping[str, Any], send_confirmation: bool) -> dict[str, Any]:
     """The details of a reader's "import" consent event."""
-    details: dict[str, Any] = {"confirmed": confirmed, "status": str(row["status"])}
+    # "confirmed": this reader came in as consented (--confirmed, and the file did not say pending).
+    details: dict[str, Any] = {"confirmed": row["status"] is SubscriberStatus.CONFIRMED, "status": str(row["status"])}
     if "_record" in row:
         details["consent_record"] = row["_record"]
     if send_confirmation:

@@ -241,6 +241,8 @@ def _known_request(reader: Reader, row: Row[Any], *, capped: bool) -> Outcome:
         confirm_nonce=reader.nonce, confirmations_sent=reader.sent, confirm_requested_at=at, topics=row.topics,
         language=row.language, email=row.email, updated_at=at,
     )
+    if reader.erased_at is not None:
+        reader.changes["created_at"] = at  # nothing of the erased reader: this one begins now
     return Outcome.MAILED
 
 

@@ -157,6 +157,10 @@ def test_a_round_trip_keeps_each_status_and_the_proof_of_consent(
                 headers={"User-Agent": "Browser/1"})
     client.post(confirm_path(mails(session)[0]), environ_base={"REMOTE_ADDR": "198.51.100.9"})
     subscribe(client, app, "bruno@example.it")  # never confirmed
+    subscribe(client, app, "carla@example.it")
+    client.post(confirm_path(mails(session, "carla@example.it")[0]))
+    unsubscribe(session, subscriber(session, "carla@example.it"), "admin")  # confirmed, then left
+    session.commit()
     first = io.StringIO()
     export_csv(session, first)
     session.execute(delete(ConsentEvent))
@@ -164,10 +168,13 @@ def test_a_round_trip_keeps_each_status_and_the_proof_of_consent(
     session.execute(delete(Subscriber))
     session.commit()
     report = run_import(app, session, first.getvalue(), confirmed=True)
-    assert report.imported == 2 and not report.problems
+    assert report.imported == 3 and not report.problems
     anna, bruno = subscriber(session, "anna@example.it"), subscriber(session, "bruno@example.it")
     assert anna.status is SubscriberStatus.CONFIRMED
     assert bruno.status is SubscriberStatus.PENDING  # --confirmed does not confirm who never did
+    # ... and the consent log does not say it did.
+    assert [e.details["confirmed"] for e in events(session, bruno.email_hash)] == [False]
+    assert [e.details["confirmed"] for e in events(session, anna.email_hash)] == [True]
     before = {r["email"]: r for r in csv.DictReader(io.StringIO(first.getvalue()))}
     assert anna.confirmed_at is not None and anna.confirmed_at.isoformat(timespec="seconds") + "Z" == \
         before["anna@example.it"]["confirmed_at"]
@@ -178,6 +185,9 @@ def test_a_round_trip_keeps_each_status_and_the_proof_of_consent(
                    "consent_text_version", "confirm_at", "confirm_ip", "created_at", "confirmed_at", "status"):
         assert after["anna@example.it"][column] == before["anna@example.it"][column], column
     assert after["anna@example.it"]["confirm_ip"] == "198.51.100.9"
+    # A reader who left keeps when they had confirmed and when they left.
+    for column in ("status", "confirmed_at", "unsubscribed_at", "created_at"):
+        assert after["carla@example.it"][column] == before["carla@example.it"][column], column
 
 
 def test_an_address_that_looks_like_a_formula_is_defused_and_comes_back_whole(

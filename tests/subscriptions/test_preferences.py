@@ -133,6 +133,7 @@ def test_erased_reader_may_consent_again(app: Flask, client: FlaskClient, sessio
     assert client.post(link).status_code == 200
     again = subscriber(session, "mario@example.it")
     assert again.id != old_id and again.status is SubscriberStatus.CONFIRMED
+    assert again.last_signup_at is not None and again.created_at == again.last_signup_at  # begins anew
     actions = [e.action for e in events(session, again.email_hash)]
     assert actions == ["signup", "confirm", "erasure", "signup", "confirm"]
     # "Download my data" shows the new consent only: the erased history is no longer the reader's.
