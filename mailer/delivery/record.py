@@ -38,7 +38,7 @@ class Collected:
     """What one ``collect`` took off the results queue."""
 
     handled: int  # results recorded, released ones included
-    tried: int  # deliveries that got an outcome (for the progress bar)
+    tried: int  # deliveries that got an outcome for the first time in this run (the progress bar)
 
 
 class Recorder:
@@ -54,6 +54,8 @@ class Recorder:
         self.counts: dict[int, Counter[str]] = {}
         # Per digest, the deliveries whose latest try this run was deferred.
         self.deferred: dict[int, set[int]] = {}
+        # Every delivery tried in this run.
+        self.tried: set[int] = set()
 
     def collect(self, conn: Connection, results: queue.SimpleQueue[Result], wait: float,
                 connections: int = 1) -> Collected:
@@ -104,8 +106,10 @@ class Recorder:
         for result in batch:
             if result.outcome is Outcome.SENT and result.worker is not None:
                 result.worker.committed.set()
-        tried = sum(1 for r in batch if r.outcome not in (Outcome.RELEASED, Outcome.PAUSE))
-        return Collected(len(batch), tried)
+        # A retry within the run is the same delivery again: the bar counts deliveries, not attempts.
+        new = {r.item.delivery_id for r in batch if r.outcome not in (Outcome.RELEASED, Outcome.PAUSE)} - self.tried
+        self.tried |= new
+        return Collected(len(batch), len(new))
 
     def release(self, conn: Connection, items: list[rows.Item]) -> int:
         """Give back claimed rows that were never tried; commit."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -10,6 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from mailer.delivery import DeliveryError, deliver, resume_digest
+from mailer.delivery.progress import Progress
 from mailer.models import Delivery, DeliveryStatus, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from tests.delivery.factory import delivery, digest_row, make_digest, statuses
 from tests.smtp_sink import SmtpSink
@@ -169,7 +171,7 @@ def test_digest_send_exits_1_with_one_line_when_the_server_refuses(app: Flask, s
 
 
 def test_the_counts_add_up_when_deferred_deliveries_are_retried_within_the_run(
-    app: Flask, session: Session, smtp_server: SmtpSink
+    app: Flask, session: Session, smtp_server: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A delivery deferred twice is one deferred delivery, not two."""
     app.config.update(DELIVERY_RETRY_WITHIN_RUN_SECONDS=3, DELIVERY_BACKOFF_SECONDS=1)
@@ -177,7 +179,17 @@ def test_the_counts_add_up_when_deferred_deliveries_are_retried_within_the_run(
     for email in made.emails[:2]:
         smtp_server.reply_to_rcpt(email, "451 4.3.0 Try again later")
     smtp_server.reply_to_rcpt(made.emails[2], "550 5.1.1 No such user")
+    bars: list[Progress] = []
+
+    class Recorded(Progress):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr("mailer.delivery.run.Progress", Recorded)
     lines: list[str] = []
     report = deliver(app, echo=lines.append)
     assert (report.sent, report.deferred, report.failed, report.bounced) == (3, 2, 1, 1)
     assert f"digest {made.digest_id}: 3 sent, 2 deferred, 1 failed (1 bounced)" in lines
+    [bar] = bars
+    assert (bar.done, bar.total) == (6, 6)  # six deliveries, however many tries the deferred ones had
