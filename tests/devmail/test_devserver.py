@@ -61,7 +61,12 @@ def test_the_devserver_serves_captures_polls_the_demo_feed_and_stops_on_ctrl_c(
         assert "Ciao dal test" in httpx.get(f"{base}/dev/mail/", timeout=10).text
     finally:
         server.send_signal(signal.SIGINT)  # Ctrl-C
-        output, _ = server.communicate(timeout=30)
+        try:
+            output, _ = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()  # a failed test must not leave a server running
+            output = server.communicate()[0]
+            raise AssertionError(f"Ctrl-C did not stop the devserver:\n{output}") from None
     assert server.returncode == 0, output
     assert f"{base}/dev/mail/" in output
     assert f"{base}/admin/" in output
