@@ -27,12 +27,24 @@ def select_locale() -> str:
     return str(current_app.config["LOCALE"])
 
 
+def set_language(language: str, *, unless_chosen: bool = False) -> None:
+    """Show this request's page (and mail) in ``language``; one we do not write in is ignored.
+
+    ``unless_chosen``: keep a language the visitor picked with ``?lang=``.
+    """
+    if language not in LOCALES or (unless_chosen and "reader_language" in g) or g.get("reader_language") == language:
+        return
+    g.reader_language = language
+    # Flask-Babel caches the locale per request: drop it (cheap) rather than
+    # compute it to compare (a babel Locale parse, on every signup).
+    refresh()
+
+
 def language_from_query() -> None:
     """``?lang=en`` switches any page (the language links, "view in browser")."""
     chosen = request.args.get("lang")
-    if chosen in LOCALES and g.get("reader_language") != chosen:
-        g.reader_language = chosen
-        refresh()  # Flask-Babel caches a request's locale
+    if chosen:
+        set_language(chosen)
 
 
 def with_language(url: str) -> str:

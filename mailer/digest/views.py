@@ -12,18 +12,16 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from flask import Response, abort, current_app, g, render_template, request, url_for
-from flask_babel import refresh
+from flask import Response, abort, current_app, render_template, request, url_for
 from lxml import html as lxml_html
 from lxml.etree import ParserError
 from sqlalchemy import func, select
 
-from mailer.config import LOCALES
 from mailer.db import get_session
 from mailer.digest import bp
 from mailer.digest.period import digest_subject
 from mailer.digest.pick import web_url
-from mailer.i18n import select_locale
+from mailer.i18n import select_locale, set_language
 from mailer.models import Article, Digest, DigestStatus
 
 PER_PAGE = 20
@@ -84,14 +82,11 @@ def archive_show(digest_id: int) -> str:
     digest = get_session().get(Digest, digest_id)
     if digest is None or not digest.archive_html:
         abort(404)
-    wanted = request.args.get("lang")
-    language = wanted if wanted in LOCALES else select_locale()
+    language = select_locale()  # ?lang= (mailer.i18n reads it for every page), else the browser's
     page = (digest.archive_translations or {}).get(language)
     if page is None:
         language, page = str(current_app.config["LOCALE"]), digest.archive_html
-    # The page around the copy in the copy's language (Flask-Babel caches a request's locale).
-    g.reader_language = language
-    refresh()
+        set_language(language)  # the page around the copy in the copy's language
     styles, body, body_style = split_document(page)
     return render_template("pages/archive/show.html", digest=digest, styles=styles, body=body,
                            body_style=body_style, subject=digest_subject(current_app.config, language,

@@ -22,11 +22,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from mailer.config import LOCALES
 from mailer.db import get_engine
-from mailer.i18n import select_locale
+from mailer.i18n import select_locale, set_language
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import AddressError, parse_address
 from mailer.subscriptions.signup import SignupRequest, enqueue
-from mailer.subscriptions.views import csrf_exempt, set_language, signup_limit
+from mailer.subscriptions.views import csrf_exempt, signup_limit
 from mailer.subscriptions.worker import notify_signups
 from mailer.topics import normalise_topics
 

@@ -14,14 +14,13 @@ from typing import Any, TypeVar, cast
 
 from flask import Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import refresh
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from mailer.config import LOCALES
 from mailer.db import get_engine
-from mailer.i18n import with_language
+from mailer.i18n import set_language, with_language
 from mailer.security import csrf
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.forms import SignupForm, form_age, form_timestamp
@@ -59,19 +58,6 @@ def csrf_exempt(view: View) -> View:
 def error_page(status: int, title: str, message: str) -> tuple[str, int]:
     """A clear page for a refused request."""
     return render_template("pages/error.html", title=title, message=message, status=status), status
-
-
-def set_language(language: str, *, unless_chosen: bool = False) -> None:
-    """Show this request's page (and mail) in ``language``.
-
-    ``unless_chosen``: keep a language the visitor picked with ``?lang=``.
-    """
-    if language not in LOCALES or (unless_chosen and "reader_language" in g) or g.get("reader_language") == language:
-        return
-    g.reader_language = language
-    # Flask-Babel caches the locale per request: drop it (cheap) rather than
-    # compute it to compare (a babel Locale parse, on every signup).
-    refresh()
 
 
 def _signup_page(form: SignupForm, form_error: str | None = None, status: int = 200) -> Response:
