@@ -145,33 +145,30 @@ class RateLimits:
 
     def hit(self, limit: str, scope: str, key: str) -> int | None:
         """Count one hit of ``key``; None while within ``limit``, else the seconds to wait."""
-        if not self.enabled:
-            return None
-        if isinstance(self.storage, DatabaseStorage):
-            return self._at_once(limit, scope, key, count=True)
-        client = _client(key)
-        for item in self._items(limit):
-            if not self.strategy.hit(item, scope, client):
-                return self._wait(item, scope, client)
-        return None
+        return self._check(limit, scope, key, count=True)
 
     def test(self, limit: str, scope: str, key: str) -> int | None:
         """Like ``hit``, without counting: would one more hit still be allowed?"""
+        return self._check(limit, scope, key, count=False)
+
+    def _check(self, limit: str, scope: str, key: str, *, count: bool) -> int | None:
+        """``hit`` (``count``) or ``test``: None while within ``limit``, else the seconds to wait."""
         if not self.enabled:
             return None
-        if isinstance(self.storage, DatabaseStorage):
-            return self._at_once(limit, scope, key, count=False)
         client = _client(key)
+        if isinstance(self.storage, DatabaseStorage):
+            return self._at_once(limit, scope, client, count=count)
+        check = self.strategy.hit if count else self.strategy.test
         for item in self._items(limit):
-            if not self.strategy.test(item, scope, client):
+            if not check(item, scope, client):
                 return self._wait(item, scope, client)
         return None
 
-    def _at_once(self, limit: str, scope: str, key: str, *, count: bool) -> int | None:
-        """``hit`` (``count``) or ``test`` on the database: every window of ``limit`` in one statement."""
+    def _at_once(self, limit: str, scope: str, client: str, *, count: bool) -> int | None:
+        """The database's way: every window of ``limit`` in one statement."""
         assert isinstance(self.storage, DatabaseStorage)
         items, now = self._items(limit), time.time()
-        keys = [(item.key_for(scope, _client(key)), item.get_expiry()) for item in items]
+        keys = [(item.key_for(scope, client), item.get_expiry()) for item in items]
         windows = self.storage.hit_all(keys, now) if count else self.storage.peek_all([k for k, _ in keys], now)
         # Counted: over the limit once past it; tested: once one more would be.
         over = [end for item, (hits, end) in zip(items, windows, strict=True)
