@@ -69,7 +69,6 @@ def _database_error(error: DBAPIError) -> Response:
 
 def init_app(app: Flask) -> None:
     """Register the handlers on the app (blueprints' own handlers come first)."""
-    for status in (400, 404, 405, 413, 500):
+    for status in (400, 404, 405, 413, 500):  # 500: InternalServerError, the original error inside
         app.register_error_handler(status, error_response)
-    app.register_error_handler(InternalServerError, error_response)
     app.register_error_handler(OperationalError, _database_error)
