@@ -26,11 +26,10 @@ from mailer.i18n import select_locale, set_language
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import AddressError, parse_address
 from mailer.subscriptions.signup import SignupRequest, enqueue
-from mailer.subscriptions.views import csrf_exempt, signup_limit
+from mailer.subscriptions.views import MAX_JSON_BODY, csrf_exempt, signup_limit
 from mailer.subscriptions.worker import notify_signups
 from mailer.topics import normalise_topics
 
-MAX_BODY = 16 * 1024
 PREFLIGHT_MAX_AGE = "86400"
 ACCEPTED = "mailer.subscriptions.accepted"
 
@@ -94,16 +93,16 @@ def _json_body() -> Any:
     """The request's JSON, or None; raise ApiError when it is too large.
 
     The size is checked while reading, so a chunked body (no Content-Length)
-    is cut at ``MAX_BODY`` too; a document nested too deeply for the parser
+    is cut at ``MAX_JSON_BODY`` too; a document nested too deeply for the parser
     is a bad body like any other, not a crash.
     """
     if not request.is_json:
         return None
-    request.max_content_length = MAX_BODY
+    request.max_content_length = MAX_JSON_BODY
     try:
         raw = request.get_data(cache=True)
         # A stream cut at the limit (Werkzeug may stop there without a word) is too large too.
-        if len(raw) >= MAX_BODY:
+        if len(raw) >= MAX_JSON_BODY:
             raise RequestEntityTooLarge
     except RequestEntityTooLarge:
         raise ApiError("bad_body", _("The request is too large."), 413) from None

@@ -32,6 +32,8 @@ from mailer.topics import normalise_topics
 log = logging.getLogger("mailer.subscriptions")
 
 View = TypeVar("View", bound=Callable[..., Any])
+# The most a JSON signup body may weigh (``POST /api/subscribe``).
+MAX_JSON_BODY = 16 * 1024
 
 
 def signup_limit(view: View) -> View:
@@ -128,7 +130,7 @@ def privacy() -> str:
 def _language_of_the_form() -> None:
     """Answer a refused signup in the language the form or the JSON body chose (read only on refusals)."""
     if request.path.startswith("/api/"):
-        small = request.content_length is not None and request.content_length <= 16 * 1024
+        small = request.content_length is not None and request.content_length <= MAX_JSON_BODY
         body = request.get_json(silent=True) if small else None
         language = body.get("language") if isinstance(body, dict) else None
     else:
