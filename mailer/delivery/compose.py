@@ -25,6 +25,7 @@ from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.message import MailSettings, Template, digest_template, message_id
 from mailer.delivery.queue import Item
 from mailer.delivery.transport import wire_form
+from mailer.digest.compose import archive_url
 from mailer.models import Digest, DigestEdition
 from mailer.tokens import preferences_token, unsubscribe_token
 
@@ -137,11 +138,11 @@ class Composer:
             with edition.lock:
                 template = edition.templates.get(eightbit)
                 if template is None:
-                    # List-Archive: the web copy in the edition's language, as "view in browser".
-                    archive = f"{self.settings.base_url}/archive/{edition.digest_id}?lang={edition.language}"
                     template = digest_template(
                         self.settings, subject=edition.subject, text=edition.text, html=edition.html,
-                        language=edition.language, archive_url=archive,
+                        language=edition.language,
+                        # List-Archive: the web copy in the edition's language, as "view in browser".
+                        archive_url=archive_url(self.settings.base_url, edition.digest_id, edition.language),
                         eightbit=eightbit, placeholders=self.placeholders,
                     )
                     edition.templates[eightbit] = template

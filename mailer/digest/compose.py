@@ -88,7 +88,11 @@ def skip_reason(session: Session, config: Mapping[str, Any], now: datetime) -> s
     so that the articles wait for the first readers instead of going into a
     digest nobody gets.
     """
-    start = period_start(config["DIGEST_SCHEDULE"], config["TIMEZONE"], now)
+    return _skip_reason(session, config, period_start(config["DIGEST_SCHEDULE"], config["TIMEZONE"], now))
+
+
+def _skip_reason(session: Session, config: Mapping[str, Any], start: datetime) -> str | None:
+    """``skip_reason`` for the period that began at ``start``."""
     key = period_key(start)
     since = start.astimezone(UTC).replace(tzinfo=None)
     if session.scalar(select(Digest.id).where(or_(Digest.period == key, Digest.created_at >= since))) is not None:
@@ -110,11 +114,12 @@ def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -
     there are fewer than ``DIGEST_MIN_ARTICLES`` new articles. The caller
     commits; a rollback leaves everything as it was.
     """
-    reason = skip_reason(session, config, now)
+    start = period_start(config["DIGEST_SCHEDULE"], config["TIMEZONE"], now)
+    reason = _skip_reason(session, config, start)
     if reason is not None:
         log.info("no digest: %s", reason)
         return None
-    period = period_key(period_start(config["DIGEST_SCHEDULE"], config["TIMEZONE"], now))
+    period = period_key(start)
     articles = new_articles(session)
     if not _enough(config, len(articles)):  # taken by another composer a moment ago
         return None
@@ -125,7 +130,7 @@ def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -
     archives = {
         language: render_edition(config, items, language=language, personal=False,
                                  subject=digest_subject(config, language, now),
-                                 archive_url=archive_url(config, id_marker, language))
+                                 archive_url=archive_url(config["BASE_URL"], id_marker, language))
         for language in LOCALES
     }
     editions = _render_segments(session, config, items, now, id_marker)
@@ -167,9 +172,9 @@ def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -
     return digest
 
 
-def archive_url(config: Mapping[str, Any], digest_id: int | str, language: str) -> str:
-    """The web copy of a digest in ``language`` ("view in browser", List-Archive)."""
-    return f"{config['BASE_URL']}/archive/{digest_id}?lang={language}"
+def archive_url(base_url: str, digest_id: int | str, language: str) -> str:
+    """The web copy of a digest in ``language`` ("view in browser"; delivery's List-Archive too)."""
+    return f"{base_url.rstrip('/')}/archive/{digest_id}?lang={language}"
 
 
 def _render_segments(
@@ -180,7 +185,8 @@ def _render_segments(
     for segment in reader_segments(session, config):
         subject = digest_subject(config, segment.language, now)
         rendered = render_edition(config, items, language=segment.language, subject=subject,
-                                  topics=segment.topics, archive_url=archive_url(config, id_marker, segment.language))
+                                  topics=segment.topics, archive_url=archive_url(config["BASE_URL"], id_marker,
+                                                                      segment.language))
         if rendered is not None:
             editions.append((segment, subject, rendered))
     return editions
