@@ -27,11 +27,16 @@ class Writable(Protocol):
         """Write ``text``."""
 
 
+# The consent record: the latest signup (or import), and the latest confirmation.
+SIGNUP_COLUMNS = ("signup_at", "signup_channel", "signup_ip", "signup_user_agent", "signup_source",
+                  "consent_text_version")
+CONFIRM_COLUMNS = ("confirm_at", "confirm_ip", "confirm_user_agent")
 COLUMNS = [
     "email", "status", "language", "topics", "created_at", "confirmed_at", "unsubscribed_at",
-    "signup_at", "signup_channel", "signup_ip", "signup_user_agent", "signup_source", "consent_text_version",
-    "confirm_at", "confirm_ip", "confirm_user_agent", "email_hash",
+    *SIGNUP_COLUMNS, *CONFIRM_COLUMNS, "email_hash",
 ]
+# What a spreadsheet takes a cell starting with for a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _latest(actions: list[str]) -> Any:
@@ -91,8 +96,7 @@ def _signup_columns(event: ConsentEvent | None) -> dict[str, str]:
     """The signup part of the record: the latest signup or import, or what that import carried."""
     carried = _carried(event)
     if carried:
-        return {name: carried.get(name, "") for name in ("signup_at", "signup_channel", "signup_ip",
-                                                         "signup_user_agent", "signup_source", "consent_text_version")}
+        return {name: carried.get(name, "") for name in SIGNUP_COLUMNS}
     return {
         "signup_at": _time(event.occurred_at) if event else "", "signup_channel": event.channel if event else "",
         "signup_ip": (event.ip or "") if event else "", "signup_user_agent": (event.user_agent or "") if event else "",
@@ -105,7 +109,7 @@ def _confirm_columns(event: ConsentEvent | None, signup: ConsentEvent | None) ->
     """The confirmation part: the latest confirmation here, else the one an import carried."""
     if event is None:
         carried = _carried(signup)
-        return {name: carried.get(name, "") for name in ("confirm_at", "confirm_ip", "confirm_user_agent")}
+        return {name: carried.get(name, "") for name in CONFIRM_COLUMNS}
     return {"confirm_at": _time(event.occurred_at), "confirm_ip": event.ip or "",
             "confirm_user_agent": event.user_agent or ""}
 
@@ -115,4 +119,4 @@ def _safe(value: str) -> str:
 
     ``=cmd|...@example.com`` is a valid address; the import takes the ``'`` off again.
     """
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    return "'" + value if value[:1] in FORMULA_STARTS else value

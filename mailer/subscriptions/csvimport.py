@@ -43,6 +43,7 @@ from mailer.config import LOCALES
 from mailer.models import ConsentEvent, OutboundMail, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import AddressError, parse_address
+from mailer.subscriptions.csvexport import CONFIRM_COLUMNS, FORMULA_STARTS, SIGNUP_COLUMNS
 from mailer.subscriptions.mails import ConfirmationTemplate, confirmation_template
 from mailer.subscriptions.signup import new_nonce
 from mailer.topics import normalise_topics
@@ -133,9 +134,9 @@ def import_csv(
             known.add(record["email_hash"])
             batch.append(record)
             if len(batch) >= BATCH:
-                _insert(session, config, batch, confirmed, source, now, report, templates)
+                _insert(session, config, batch, source, now, report, templates)
                 batch = []
-    _insert(session, config, batch, confirmed, source, now, report, templates)
+    _insert(session, config, batch, source, now, report, templates)
     return report
 
 
@@ -241,9 +242,7 @@ def _subscriber_row(
 
 # The consent record columns of ``subscribers export``: kept with the import
 # event, so that a list moved to a new server keeps its proof of consent.
-RECORD_COLUMNS = ("created_at", "confirmed_at", "unsubscribed_at", "signup_at", "signup_channel", "signup_ip",
-                  "signup_user_agent", "signup_source", "consent_text_version", "confirm_at", "confirm_ip",
-                  "confirm_user_agent")
+RECORD_COLUMNS = ("created_at", "confirmed_at", "unsubscribed_at", *SIGNUP_COLUMNS, *CONFIRM_COLUMNS)
 
 
 def _keep_record(values: dict[str, Any], row: Mapping[str, str]) -> None:
@@ -278,7 +277,7 @@ def _moment(text: str | None) -> datetime | None:
 
 def _unquote(value: str) -> str:
     """Undo the export's defence against spreadsheet formulas (a ``'`` before ``= + - @``)."""
-    return value[1:] if value[:1] == "'" and value[1:2] in ("=", "+", "-", "@", "\t", "\r") else value
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
 
 
 def _values(
@@ -295,8 +294,8 @@ def _values(
 
 
 def _insert(
-    session: Session, config: Mapping[str, Any], batch: list[dict[str, Any]], confirmed: bool, source: str,
-    now: datetime, report: ImportReport, templates: dict[str, ConfirmationTemplate] | None,
+    session: Session, config: Mapping[str, Any], batch: list[dict[str, Any]], source: str, now: datetime,
+    report: ImportReport, templates: dict[str, ConfirmationTemplate] | None,
 ) -> None:
     """Insert one batch of subscribers, their "import" consent events and,
     when ``templates`` is given (a cache per language), the confirmation
