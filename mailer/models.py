@@ -390,7 +390,8 @@ class RateCounter(Base):
 
     __tablename__ = "rate_counters"
 
-    # The ``limits`` key: scope, client and window (``LIMITER/signup/192.0.2.1/10/1/minute``).
+    # The ``limits`` key: scope, client and window, the client as a hash (no IP or address is
+    # stored): ``LIMITER/signup/<32 hex>/10/1/minute``.
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     hits: Mapped[int] = mapped_column(Integer)
     # End of the window, in seconds since the epoch (as ``limits`` counts).

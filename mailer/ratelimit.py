@@ -106,7 +106,7 @@ class LeanMemoryStorage(LazyStorage):
 
 
 def make_storage(app: Flask, name: str) -> Storage:
-    """The storage that ``RATELIMIT_STORAGE_URI`` names (see the module docstring)."""
+    """The storage that ``RATELIMIT_STORAGE`` names (see the module docstring)."""
     if name == DATABASE:
         from mailer.db import get_engine
 
