@@ -32,6 +32,11 @@ def _texts(status: int) -> tuple[str, str]:
     return _("Request refused"), _("This request cannot be handled.")
 
 
+def error_page(status: int, title: str, message: str) -> tuple[str, int]:
+    """A clear page for a refused request, in the site's layout."""
+    return render_template("pages/error.html", title=title, message=message, status=status), status
+
+
 def error_response(error: HTTPException) -> Response:
     """``error`` as JSON under ``/api/``, else as a page."""
     status = error.code or 500
@@ -40,7 +45,7 @@ def error_response(error: HTTPException) -> Response:
         response = jsonify(error=(error.name or "error").lower().replace(" ", "_"), message=message)
         response.status_code = status
     else:
-        page = render_template("pages/error.html", title=title, message=message, status=status)
+        page, _status = error_page(status, title, message)
         response = Response(page, status=status, mimetype="text/html")
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)

@@ -14,12 +14,13 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from mailer.db import get_session
+from mailer.errors import error_page
 from mailer.i18n import set_language
 from mailer.models import Subscriber, SubscriberStatus
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import display_address
 from mailer.subscriptions.lifecycle import ConfirmResult, confirm, unsubscribe
-from mailer.subscriptions.views import csrf_exempt, error_page
+from mailer.subscriptions.views import csrf_exempt
 from mailer.tokens import BadToken, preferences_token, read_confirm_token, read_subscriber_token
 
 Page = str | tuple[str, int] | Response

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from mailer.db import get_session
+from mailer.errors import error_page
 from mailer.i18n import set_language
 from mailer.models import Subscriber, SubscriberStatus
 from mailer.subscriptions import bp, consent
@@ -21,7 +22,7 @@ from mailer.subscriptions.addresses import display_address
 from mailer.subscriptions.forms import PreferencesForm
 from mailer.subscriptions.lifecycle import erase, personal_data, resubscribe, unsubscribe, update_preferences
 from mailer.subscriptions.links import Page, _bad_link, _reader
-from mailer.subscriptions.views import csrf_exempt, error_page
+from mailer.subscriptions.views import csrf_exempt
 from mailer.tokens import BadToken, read_subscriber_token
 from mailer.topics import normalise_topics
 

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from mailer.config import LOCALES
 from mailer.db import get_engine
+from mailer.errors import error_page
 from mailer.i18n import set_language, with_language
 from mailer.security import csrf
 from mailer.subscriptions import bp, consent
@@ -55,11 +56,6 @@ def csrf_exempt(view: View) -> View:
     """Exempt a view from CSRF: for token routes and the JSON API (typed ``csrf.exempt``)."""
     csrf.exempt(view)
     return view
-
-
-def error_page(status: int, title: str, message: str) -> tuple[str, int]:
-    """A clear page for a refused request."""
-    return render_template("pages/error.html", title=title, message=message, status=status), status
 
 
 def _signup_page(form: SignupForm, form_error: str | None = None, status: int = 200) -> Response:
