@@ -28,6 +28,8 @@ IPAddress = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052 and 8215).
 _NAT64 = (IPv6Network("64:ff9b::/96"), IPv6Network("64:ff9b:1::/48"))
+# Not globally reachable (IANA special-purpose registries), yet is_global in some Python 3.11 releases.
+_NOT_PUBLIC = (IPv4Network("192.0.0.0/24"), IPv6Network("3fff::/20"), IPv6Network("5f00::/16"))
 
 
 class GuardError(Exception):
@@ -90,9 +92,18 @@ def embedded_ipv4(address: IPAddress) -> IPv4Address | None:
 
 
 def is_public(address: IPAddress) -> bool:
-    """True for globally routable unicast addresses, also for an IPv4 one carried inside IPv6."""
-    inner = embedded_ipv4(address)
-    if inner is not None and not is_public(inner):
+    """True for globally routable unicast addresses; an IPv4 one inside IPv6 is judged by itself.
+
+    An IPv4-mapped or NAT64 address reaches its IPv4 address; a 6to4 one must
+    be public on both counts.
+    """
+    if isinstance(address, IPv6Address):
+        inner = embedded_ipv4(address)
+        if inner is not None and address.sixtofour is None:
+            return is_public(inner)
+        if inner is not None and not is_public(inner):
+            return False
+    if any(address in network for network in _NOT_PUBLIC):
         return False
     special = (address.is_multicast or address.is_reserved or address.is_unspecified or address.is_loopback
                or address.is_link_local or address.is_private)
