@@ -9,8 +9,11 @@ patching ``mailer.netguard.resolve``, the one resolver the guard uses.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from ipaddress import ip_address
@@ -304,3 +307,27 @@ def test_the_sync_transport_obeys_the_same_rule(feed_server):
     with httpx.Client(transport=netguard.guarded_sync_transport(allowed, "MAILER_WEBHOOKS")) as client:
         assert client.get(url).content == b"ok"
     assert len(feed_server.requests) == 1
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_to_a_pinned_address_still_names_and_verifies_the_host(add_feed_row, poll, resolver, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=intranet.example", "-addext", "subjectAltName=DNS:intranet.example"],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,misc,return-value]
+
+    def handshake(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            _drain(tls)
+
+    with tcp_service(handshake) as port:
+        resolver("intranet.example", ["127.0.0.1"])
+        url = f"https://intranet.example:{port}/feed.xml"
+        add_feed_row(url)
+        [result] = poll(FEED_ALLOW_NETWORKS=["127.0.0.1/32"])
+    assert names == ["intranet.example"]  # SNI: the name, though the socket went to the checked address
+    assert result.error == unreachable(url)  # a self-signed certificate is not trusted
