@@ -122,6 +122,10 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
     ("169.254.169.254", "169.254.169.254"),
     ("[fe80::1]", "fe80::1"),
     ("0.0.0.0", "0.0.0.0"),
+    # Spellings that are not literals to ipaddress, but are to the C resolver.
+    ("127.1", "127.1 (127.0.0.1)"),
+    ("2130706433", "2130706433 (127.0.0.1)"),
+    ("0x7f.0.0.1", "0x7f.0.0.1 (127.0.0.1)"),
 ])
 def test_a_literal_internal_address_is_refused(feed_server, add_feed_row, poll, articles, host, address):
     port = feed_server.httpd.server_address[1]
