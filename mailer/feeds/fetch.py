@@ -123,7 +123,8 @@ async def fetch_page(client: httpx.AsyncClient, url: str, settings: FetchSetting
         async with asyncio.timeout(settings.budget):
             return await _follow(client, url, conditional, settings, hop)
     except netguard.GuardError as exc:
-        raise FetchError(str(exc)) from None
+        redirected = f", redirected to {hop.url[:200]}" if hop.url != url else ""
+        raise FetchError(f"{exc}{redirected}") from None
     except (TimeoutError, httpx.TransportError) as exc:
         if not hop.answered:
             raise FetchError(unreachable(hop.url)) from None

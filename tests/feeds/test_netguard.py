@@ -164,7 +164,7 @@ def test_a_redirect_to_an_internal_address_is_refused_and_never_kept(
     feed_id = add_feed_row(public, source="admin")
     [result] = poll(FEED_ALLOW_NETWORKS=[f"{FRONT}/32"])
     assert not result.ok
-    assert result.error == REFUSED.format("127.0.0.1")
+    assert result.error == f"{REFUSED.format('127.0.0.1')}, redirected to {internal}"
     assert [path for path, _headers in front.requests] == ["/feed.xml"]
     assert feed_server.requests == [] and articles() == []
     assert feed_row(feed_id).url == public  # a 301 to it never becomes the feed's URL
@@ -181,7 +181,8 @@ def test_dns_rebinding_between_hops_is_refused_at_connect(feed_server, add_feed_
         [result] = poll(FEED_ALLOW_NETWORKS=[f"{FRONT}/32"])
     finally:
         public.stop()
-    assert result.error == REFUSED.format("rebind.example (127.0.0.1)")
+    assert result.error == f"{REFUSED.format('rebind.example (127.0.0.1)')}, redirected to" \
+                           f" http://rebind.example:{port}/feed.xml"
     assert asked == ["rebind.example", "rebind.example"]  # once per connection, each answer checked
     assert [path for path, _headers in public.requests] == ["/start"]
     assert feed_server.requests == [] and articles() == []
