@@ -18,6 +18,7 @@ one and the same line, so that the errors cannot map the ports of a host.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ import httpx
 from mailer import netguard
 from mailer.feeds.urls import http_url
 
+log = logging.getLogger("mailer.feeds")
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
@@ -127,6 +129,8 @@ async def fetch_page(client: httpx.AsyncClient, url: str, settings: FetchSetting
         raise FetchError(f"{exc}{redirected}") from None
     except (TimeoutError, httpx.TransportError) as exc:
         if not hop.answered:
+            # The cause stays in the server's own log (DEBUG), out of the lines others read.
+            log.debug("no HTTP answer from %s: %s: %s", hop.url, type(exc).__name__, _describe(exc))
             raise FetchError(unreachable(hop.url)) from None
         if isinstance(exc, TimeoutError | httpx.TimeoutException):
             raise FetchError(f"timed out after {settings.budget:g} s") from None

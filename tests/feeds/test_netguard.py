@@ -9,6 +9,7 @@ patching ``mailer.netguard.resolve``, the one resolver the guard uses.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import socket
 import ssl
@@ -282,7 +283,8 @@ def _postgres_port() -> int | None:
         return 5432 if probe.connect_ex(("127.0.0.1", 5432)) == 0 else None
 
 
-def test_closed_open_and_silent_ports_read_the_same(add_feed_row, poll):
+def test_closed_open_and_silent_ports_read_the_same(add_feed_row, poll, caplog):
+    caplog.set_level(logging.DEBUG, logger="mailer.feeds")
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
@@ -300,6 +302,8 @@ def test_closed_open_and_silent_ports_read_the_same(add_feed_row, poll):
                               " (refused, unreachable, timed out or not HTTP)"
     # The refusal names the address and nothing of its ports.
     assert errors["http://10.0.0.5:5432/feed.xml"] == REFUSED.format("10.0.0.5")
+    # The server's own log keeps the cause, for the operator.
+    assert any(f"127.0.0.1:{closed}" in r.getMessage() and "ConnectError" in r.getMessage() for r in caplog.records)
 
 
 def test_the_sync_transport_obeys_the_same_rule(feed_server):
