@@ -166,7 +166,7 @@ async def _follow(client: httpx.AsyncClient, url: str, conditional: dict[str, st
     """Send the request, following at most MAX_REDIRECTS http(s) redirects."""
     moved_to: str | None = None
     permanent = True  # every redirect so far was permanent
-    for _hop in range(MAX_REDIRECTS + 1):
+    for _attempt in range(MAX_REDIRECTS + 1):
         hop.url, hop.answered = url, False
         async with client.stream("GET", url, headers=conditional) as response:
             hop.answered = True
