@@ -28,6 +28,9 @@ DKIM_DOMAIN = None
 DKIM_SELECTOR = None
 DKIM_KEY_FILE = None
 SIGNUP_LIMIT = "10/minute;100/hour"
+# Networks that feed URLs may reach although they are not public (loopback,
+# private, link-local...): CIDR text. Empty: feeds reach public addresses only.
+FEED_ALLOW_NETWORKS: list[str] = []
 # Where the rate-limit counters live: "database" (shared by every worker),
 # "memory" (per process) or a limits storage URI such as redis://host:6379.
 RATELIMIT_STORAGE = "database"

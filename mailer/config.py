@@ -54,6 +54,7 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "DKIM_SELECTOR": values.dkim_name,
     "DKIM_KEY_FILE": values.existing_file,
     "SIGNUP_LIMIT": values.limit,
+    "FEED_ALLOW_NETWORKS": values.networks,
     # Beyond the contract: where rate-limit counters live (mailer/ratelimit.py).
     "RATELIMIT_STORAGE": values.rate_storage,
     "LOG_JSON": values.flag,
@@ -135,6 +136,10 @@ def _check_together(config: dict[str, Any]) -> None:
         )
     if all(dkim):
         _check_dkim_key(config)
+    try:  # also when set by a config file or an override, not only by the variable
+        config["FEED_ALLOW_NETWORKS"] = values.networks(config.get("FEED_ALLOW_NETWORKS") or ())
+    except ValueError as exc:
+        raise ConfigError(f"MAILER_FEED_ALLOW_NETWORKS: {exc}") from None
     if config["ENV"] == "production" and not config.get("SMTP_URL"):
         raise ConfigError("MAILER_SMTP_URL: required when MAILER_ENV=production")
 

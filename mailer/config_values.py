@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -129,6 +130,13 @@ def locale(value: str) -> str:
 def url_list(value: str) -> list[str]:
     """http(s) URLs separated by whitespace or commas."""
     return [url(item, ("http", "https")) for item in re.split(r"[\s,]+", value) if item]
+
+
+def networks(value: str | Iterable[Any]) -> tuple[Any, ...]:
+    """IP networks in CIDR notation, separated by whitespace or commas (``mailer.netguard``)."""
+    from mailer.netguard import parse_networks
+
+    return parse_networks(value)
 
 
 def origins(value: str) -> list[str]:

@@ -29,6 +29,7 @@ from tests.http_server import FeedServer
 from tests.smtp_sink import SmtpSink
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -151,6 +152,9 @@ def make_app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterat
             "BASE_URL": "http://newsletter.test",
             "FROM": "Notizie Tech <newsletter@example.it>",
             "CAPTURE_MAILDIR": str(tmp_path / "captured"),
+            # The test servers (feeds...) listen on loopback, which feeds may not
+            # reach by default; the guard's own tests pass FEED_ALLOW_NETWORKS=[].
+            "FEED_ALLOW_NETWORKS": LOOPBACK,
             **overrides,
         })
         app.test_client_class = SettlingClient

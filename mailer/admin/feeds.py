@@ -49,8 +49,13 @@ def add_feed() -> ResponseReturnValue:
         form.url.errors = [_("This feed is already in the list.")]
         return _feed_page(form, 400)
     try:
-        feeds.add_feed(session, url)
+        feeds.add_feed(session, url, current_app.config["FEED_ALLOW_NETWORKS"])
         session.commit()
+    except feeds.RefusedFeedAddress as exc:
+        session.rollback()
+        form.url.errors = [_("%(address)s is not a public address: feeds can reach the internal network only "
+                             "where MAILER_FEED_ALLOW_NETWORKS allows it.", address=str(exc.address))]
+        return _feed_page(form, 400)
     except ValueError as exc:
         session.rollback()
         form.url.errors = [str(exc)]

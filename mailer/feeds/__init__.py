@@ -1,6 +1,7 @@
 """Fetch -> parse -> sanitise -> articles: the first stage of the pipeline.
 
-- ``fetch``: one feed over HTTP, bounded in time, size and redirects; Retry-After read.
+- ``fetch``: one feed over HTTP, bounded in time, size and redirects, public addresses only
+  (``mailer.netguard``); Retry-After read.
 - ``parse``: XML checked with defusedxml, then feedparser.
 - ``sanitise``: nh3 allow-list, summaries cut at a word boundary, plain text.
 - ``store``: entries -> Article rows, each real article kept once.
@@ -15,6 +16,7 @@ from __future__ import annotations
 from mailer.feeds.demo import bp
 from mailer.feeds.manage import (
     FeedError,
+    RefusedFeedAddress,
     add_feed,
     failure_threshold,
     flagged_feeds,
@@ -28,6 +30,7 @@ from mailer.feeds.poll import FetchResult, fetch_all_feeds
 __all__ = [
     "FeedError",
     "FetchResult",
+    "RefusedFeedAddress",
     "add_feed",
     "bp",
     "failure_threshold",

@@ -8,27 +8,37 @@ decoding, so a compressed bomb is caught too), and redirects are followed by
 hand so that each hop is checked to be http(s) and a permanent move is
 seen. A server that answers 429 or 503 may say how long to stay away
 (``Retry-After``): the wait is read here, at most a day.
+
+Every connection goes through ``mailer.netguard``: only public addresses, or
+networks of ``FEED_ALLOW_NETWORKS``, on every hop. Whatever fails before a
+server answers in HTTP (refused, reset, filtered, timed out, not HTTP) gives
+one and the same line, so that the errors cannot map the ports of a host.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from mailer import netguard
 from mailer.feeds.urls import http_url
 
+log = logging.getLogger("mailer.feeds")
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 MAX_RETRY_AFTER = timedelta(hours=24)  # a longer wait is a day: the feed is not forgotten
 USER_AGENT = "NewsletterMailer/0.1 (feed fetcher; +{base_url})"
+ALLOW_SETTING = "MAILER_FEED_ALLOW_NETWORKS"
 ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, "
           "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
 
@@ -54,15 +64,18 @@ class FetchSettings:
     max_bytes: int
     user_agent: str
     concurrency: int
+    allowed: tuple[netguard.Network, ...] = ()  # networks reachable although not public
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FetchSettings:
-        """Settings from ``FEED_TIMEOUT``, ``FEED_MAX_BYTES``, ``FEED_CONCURRENCY``, ``BASE_URL``."""
+        """Settings from ``FEED_TIMEOUT``, ``FEED_MAX_BYTES``, ``FEED_CONCURRENCY``, ``BASE_URL``,
+        ``FEED_ALLOW_NETWORKS``."""
         return cls(
             budget=float(config.get("FEED_TIMEOUT", 30.0)),
             max_bytes=int(config.get("FEED_MAX_BYTES", 10 * 1024 * 1024)),
             user_agent=USER_AGENT.format(base_url=config.get("BASE_URL", "")),
             concurrency=max(1, int(config.get("FEED_CONCURRENCY", 4))),
+            allowed=netguard.parse_networks(config.get("FEED_ALLOW_NETWORKS", ())),
         )
 
 
@@ -89,11 +102,13 @@ def open_client(settings: FetchSettings) -> httpx.AsyncClient:
     # Per-operation timeouts back up the overall budget; connecting gets a
     # share of it so a black-holed host fails fast enough to say so.
     timeout = httpx.Timeout(settings.budget, connect=min(10.0, settings.budget))
+    limits = httpx.Limits(max_connections=settings.concurrency * 2, max_keepalive_connections=0)
     return httpx.AsyncClient(
         headers={"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
         timeout=timeout,
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=settings.concurrency * 2, max_keepalive_connections=0),
+        trust_env=False,  # no proxy from the environment: the guard must see the real destination
+        transport=netguard.guarded_transport(settings.allowed, ALLOW_SETTING, limits),
     )
 
 
@@ -105,28 +120,56 @@ async def fetch_page(client: httpx.AsyncClient, url: str, settings: FetchSetting
         conditional["If-None-Match"] = etag
     if last_modified:
         conditional["If-Modified-Since"] = last_modified
+    hop = _Hop(url)
     try:
         async with asyncio.timeout(settings.budget):
-            return await _follow(client, url, conditional, settings)
-    except TimeoutError:
-        raise FetchError(f"timed out after {settings.budget:g} s") from None
-    except httpx.TimeoutException:
-        raise FetchError(f"timed out after {settings.budget:g} s") from None
+            return await _follow(client, url, conditional, settings, hop)
+    except netguard.GuardError as exc:
+        redirected = f", redirected to {hop.url[:200]}" if hop.url != url else ""
+        raise FetchError(f"{exc}{redirected}") from None
+    except (TimeoutError, httpx.TransportError) as exc:
+        if not hop.answered:
+            # The cause stays in the server's own log (DEBUG), out of the lines others read.
+            log.debug("no HTTP answer from %s: %s: %s", hop.url, type(exc).__name__, _describe(exc))
+            raise FetchError(unreachable(hop.url)) from None
+        if isinstance(exc, TimeoutError | httpx.TimeoutException):
+            raise FetchError(f"timed out after {settings.budget:g} s") from None
+        raise FetchError(f"{type(exc).__name__}: {_describe(exc)}") from None
     except httpx.DecodingError:
         raise FetchError("the server sent a body that cannot be decoded (bad gzip/deflate)") from None
-    except httpx.ConnectError as exc:
-        raise FetchError(f"cannot connect: {_describe(exc)}") from None
     except httpx.HTTPError as exc:
         raise FetchError(f"{type(exc).__name__}: {_describe(exc)}") from None
 
 
+def unreachable(url: str) -> str:
+    """The one line for every failure before an HTTP answer: no port-scan oracle.
+
+    Refused, reset, filtered (timed out), or a service that does not speak
+    HTTP: told apart, they would map which ports of a host are open.
+    """
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"could not connect to {host}{port}: no HTTP answer (refused, unreachable, timed out or not HTTP)"
+
+
+@dataclass
+class _Hop:
+    """The URL being requested, and whether its server has answered in HTTP yet."""
+
+    url: str
+    answered: bool = False
+
+
 async def _follow(client: httpx.AsyncClient, url: str, conditional: dict[str, str],
-                  settings: FetchSettings) -> Page:
+                  settings: FetchSettings, hop: _Hop) -> Page:
     """Send the request, following at most MAX_REDIRECTS http(s) redirects."""
     moved_to: str | None = None
     permanent = True  # every redirect so far was permanent
-    for _hop in range(MAX_REDIRECTS + 1):
+    for _attempt in range(MAX_REDIRECTS + 1):
+        hop.url, hop.answered = url, False
         async with client.stream("GET", url, headers=conditional) as response:
+            hop.answered = True
             status = response.status_code
             if status in REDIRECTS and "location" in response.headers:
                 location = response.headers["location"]

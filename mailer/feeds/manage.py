@@ -1,7 +1,9 @@
 """The feed list: feeds from ``MAILER_FEEDS``, feeds the admin adds or disables.
 
-Any http(s) host is accepted, loopback and private addresses included:
-only operators (the configuration, the admin) name feeds, never readers.
+Any http(s) URL is listed, except that the admin's form refuses at once a
+host that is a literal address outside the public internet and
+``FEED_ALLOW_NETWORKS``; a host name is checked where it matters, at every
+fetch (``mailer.netguard``), since its addresses can change after adding.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailer import netguard
 from mailer.feeds.urls import MAX_URL_LENGTH
 from mailer.models import Feed, utcnow
 
@@ -24,6 +27,21 @@ log = logging.getLogger("mailer.feeds")
 
 class FeedError(ValueError):
     """A feed cannot be added or changed; the message says why, for the admin."""
+
+
+class RefusedFeedAddress(FeedError):
+    """The feed's host is a literal address that feeds may not reach (``address``)."""
+
+    def __init__(self, address: netguard.IPAddress) -> None:
+        self.address = address
+        super().__init__(f"refused: {address} is not a public address (MAILER_FEED_ALLOW_NETWORKS)")
+
+
+def check_feed_address(url: str, allowed: Iterable[netguard.Network | str]) -> None:
+    """Raise RefusedFeedAddress if ``url``'s host is an address outside the public internet and ``allowed``."""
+    address = netguard.literal_address(urlsplit(url).hostname or "")
+    if address is not None and not netguard.permits(address, netguard.parse_networks(allowed)):
+        raise RefusedFeedAddress(address)
 
 
 def validate_feed_url(url: str) -> str:
@@ -93,9 +111,13 @@ def sync_configured_feeds(session: Session, urls: Iterable[str],
     return added
 
 
-def add_feed(session: Session, url: str) -> Feed:
-    """Add a feed from the admin; raise FeedError for a bad or already listed URL."""
+def add_feed(session: Session, url: str, allowed: Iterable[netguard.Network | str] = ()) -> Feed:
+    """Add a feed from the admin; raise FeedError for a bad, refused or already listed URL.
+
+    ``allowed``: the networks feeds may reach although not public (``FEED_ALLOW_NETWORKS``).
+    """
     url = validate_feed_url(url)
+    check_feed_address(url, allowed)
     if session.scalar(select(Feed.id).where(Feed.url == url)) is not None:
         raise FeedError("this feed is already in the list")
     feed = Feed(url=url, source="admin", enabled=True)

@@ -54,6 +54,20 @@ def test_add_refuses_a_bad_url(admin_client, session, url):
     assert session.scalar(select(Feed)) is None
 
 
+@pytest.mark.parametrize(("url", "address"), [
+    ("http://10.0.0.5/feed.xml", "10.0.0.5"),
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+    ("https://[fd00::1]:8443/rss", "fd00::1"),
+    ("http://[::ffff:192.168.1.1]/rss", "::ffff:c0a8:101"),
+])
+def test_add_refuses_a_literal_internal_address(admin_client, session, url, address):
+    response = admin_client.post("/admin/feeds/", data={"url": url})
+    assert response.status_code == 400
+    assert (f"{address} is not a public address: feeds can reach the internal network only where"
+            " MAILER_FEED_ALLOW_NETWORKS allows it.") in response.get_data(as_text=True)
+    assert session.scalar(select(Feed)) is None
+
+
 def test_disable_and_enable(admin_client, session):
     feed = seed.feed(session, "https://www.example.it/feed/")
     session.commit()

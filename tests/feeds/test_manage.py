@@ -8,20 +8,37 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from mailer.feeds import FeedError, add_feed, set_feed_enabled, sync_configured_feeds
+from mailer.feeds import FeedError, RefusedFeedAddress, add_feed, set_feed_enabled, sync_configured_feeds
 from mailer.models import Feed, utcnow
 
 
 @pytest.mark.parametrize("url", [
-    "http://127.0.0.1:8080/feed.xml",  # loopback is fine: operators configure feeds
+    "http://127.0.0.1:8080/feed.xml",  # loopback where the allow list has it
     "https://news.example.it/rss",
     "http://[::1]/feed",
     "  https://padded.example/feed  ",
+    "https://93.184.215.14/feed",
 ])
 def test_add_feed_accepts_any_http_host(session, url):
-    feed = add_feed(session, url)
+    feed = add_feed(session, url, ["127.0.0.0/8", "::1/128"])
     session.commit()
     assert (feed.url, feed.source, feed.enabled) == (url.strip(), "admin", True)
+
+
+@pytest.mark.parametrize(("url", "address"), [
+    ("http://127.0.0.1:8080/feed.xml", "127.0.0.1"),
+    ("http://10.0.0.5/feed", "10.0.0.5"),
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+    ("http://[::1]:5432/", "::1"),
+    ("http://[::ffff:127.0.0.1]/feed", "::ffff:7f00:1"),
+    ("http://0.0.0.0:5000/feed", "0.0.0.0"),
+])
+def test_add_feed_refuses_a_literal_internal_address(session, url, address):
+    with pytest.raises(RefusedFeedAddress) as refused:
+        add_feed(session, url)
+    assert str(refused.value) == f"refused: {address} is not a public address (MAILER_FEED_ALLOW_NETWORKS)"
+    session.rollback()
+    assert session.scalar(select(Feed.id)) is None
 
 
 @pytest.mark.parametrize(("url", "reason"), [

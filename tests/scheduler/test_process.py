@@ -40,6 +40,7 @@ def start_scheduler(app: Flask, tmp_path: Path) -> Iterator[object]:
             "MAILER_SECRET_KEY": "test-secret", "MAILER_SMTP_URL": app.config["SMTP_URL"],
             "MAILER_BASE_URL": "http://newsletter.test", "MAILER_FROM": app.config["FROM"],
             "MAILER_INSTANCE_PATH": str(tmp_path / "instance"), "PYTHONUNBUFFERED": "1",
+            "MAILER_FEED_ALLOW_NETWORKS": "127.0.0.0/8",  # the test feed server
         })
         env.update(variables)
         process = subprocess.Popen(
