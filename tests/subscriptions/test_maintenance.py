@@ -72,7 +72,8 @@ def test_purge_withdraws_a_returning_readers_request(app: Flask, client: FlaskCl
     session.commit()
     erase_me = "erased@example.it"
     subscribe(client, app, erase_me)
-    erase(session, subscriber(session, erase_me), "admin")
+    with app.app_context():
+        erase(session, subscriber(session, erase_me), "admin")
     session.commit()
     for reader in session.scalars(select(Subscriber)):
         reader.confirmations_sent = []
