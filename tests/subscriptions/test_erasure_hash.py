@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from mailer import migrate
 from mailer.models import ConsentEvent, Subscriber, utcnow
-from mailer.subscriptions import erase
+from mailer.subscriptions import erase, purge_unconfirmed
 from mailer.subscriptions.addresses import erased_hash
 from tests.subscriptions.conftest import confirm_path, mails, subscribe, subscriber
 
@@ -74,3 +75,21 @@ def test_migration_converts_rows_erased_with_the_plain_hash(app: Flask, tmp_path
     engine.dispose()
     assert hashes == {"erased": keyed, "confirmed": live}  # a live reader keeps the plain one
     assert events == [keyed] * 3
+
+
+def test_a_withdrawn_signup_of_an_erased_address_leaves_no_plain_hash(app: Flask, client: FlaskClient,
+                                                                      session: Session) -> None:
+    """Erased, signed up again, never confirmed, purged: the row is erased again, under the keyed hash."""
+    subscribe(client, app, ADDRESS)
+    client.post(confirm_path(mails(session)[0]))
+    with app.app_context():
+        erase(session, subscriber(session, ADDRESS), "admin")
+    session.commit()
+    subscribe(client, app, ADDRESS)
+    assert purge_unconfirmed(session, app.config, utcnow() + timedelta(days=30)) == 1
+    session.commit()
+    keyed = erased_hash(PLAIN, app.config["SECRET_KEY"])
+    rows = session.execute(select(Subscriber.email, Subscriber.email_hash)).all()
+    assert [tuple(row) for row in rows] == [(None, keyed)]
+    events = session.execute(select(ConsentEvent.email_hash, ConsentEvent.ip)).all()
+    assert {tuple(event) for event in events} == {(keyed, None)}
