@@ -13,6 +13,7 @@ import json
 
 from flask import current_app, render_template, request
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from mailer.db import get_session
@@ -24,6 +25,19 @@ from mailer.subscriptions.lifecycle import erase, personal_data
 from mailer.subscriptions.links import NEVER, Page, _bad_link, _reader
 from mailer.subscriptions.views import csrf_exempt
 from mailer.tokens import BadToken, read_data_token
+
+# The consent record in words a reader understands (the download keeps the stored codes).
+ACTIONS = {
+    consent.SIGNUP: _l("Asked to subscribe"), consent.CONFIRM: _l("Confirmed the subscription"),
+    consent.PREFERENCES: _l("Changed preferences"), consent.UNSUBSCRIBE: _l("Left the newsletter"),
+    consent.IMPORT: _l("Added by an import"),
+    consent.BOUNCE: _l("Mail to the address bounced"), consent.PURGE: _l("Unconfirmed signup withdrawn"),
+}
+CHANNELS = {
+    consent.FORM: _l("signup form"), consent.API: _l("signup box on the site"),
+    consent.ONE_CLICK: _l("one click in the mail program"), consent.LINK: _l("link in one of our mails"),
+    consent.ADMIN: _l("by our staff"), consent.CHANNEL_IMPORT: _l("import"), consent.SYSTEM: _l("automatically"),
+}
 
 
 def _subscriber(token: str) -> Subscriber | tuple[str, int]:
@@ -62,7 +76,8 @@ def personal_data_page(token: str) -> Page:
 def _page(subscriber: Subscriber, message: str | None = None, status: int = 200) -> tuple[str, int]:
     data = personal_data(current_app.config, subscriber)
     return render_template("pages/personal_data.html", data=data, message=message, status=status,
-                           address=display_address(subscriber.email or "")), status
+                           address=display_address(subscriber.email or ""), actions=ACTIONS,
+                           channels=CHANNELS), status
 
 
 @bp.post("/my-data/<token>")
