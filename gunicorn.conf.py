@@ -20,6 +20,7 @@ Variables (all optional):
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import subprocess
@@ -67,7 +68,45 @@ loglevel = os.environ.get("MAILER_LOG_LEVEL", "info")
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 
 
-class JsonLogger(Logger):  # type: ignore[misc]
+def _load_redact() -> Any:
+    """``redact`` of mailer/redaction.py, loaded by path: importing the ``mailer``
+    package would bring the app's modules into the master (see ``_CHECK``)."""
+    path = Path(__file__).parent / "mailer" / "redaction.py"
+    spec = importlib.util.spec_from_file_location("_mailer_redaction", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.redact
+
+
+_redact = _load_redact()
+# The atoms that may hold a request's path: the request line, the path, the
+# Referer, and the same through %({...}e)s / %({...}i)s.
+_PATH_ATOMS = ("r", "U", "f", "{raw_uri}e", "{path_info}e", "{request_uri}e", "{http_referer}e", "{referer}i")
+
+
+class RedactingLogger(Logger):  # type: ignore[misc]
+    """Gunicorn's logger with the tokens of reader links redacted from the access log.
+
+    ``/unsubscribe/<token>`` and the other link routes are logged as
+    ``/unsubscribe/[token]``: a token is a reader's key to their
+    subscription, and logs are read and kept by more people than the database.
+    """
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        """Gunicorn's atoms, with the token part of link paths replaced."""
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        for key in _PATH_ATOMS:
+            value = atoms.get(key)
+            if isinstance(value, str):
+                atoms[key] = _redact(value)
+        return atoms
+
+
+logger_class = RedactingLogger
+
+
+class JsonLogger(RedactingLogger):
     """Access and error log as one JSON object per line (``MAILER_LOG_JSON``)."""
 
     def setup(self, cfg: Any) -> None:

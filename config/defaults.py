@@ -104,6 +104,11 @@ SMTP_TIMEOUT = 60
 UNSUBSCRIBE_MAILTO = None
 # Confirmation mails: per address and overall.
 CONFIRM_MAILS_PER_HOUR = 500
+# "My data" links (consent record, download, erasure), mailed on request from
+# the preferences page: how long one works, and how many a reader may ask for
+# (Flask-Limiter notation; past it, the page answers the same and mails nothing).
+DATA_LINK_MINUTES = 60
+DATA_LINK_LIMIT = "3/hour;10/day"
 # The signup form refuses answers sent sooner than this after the page loaded
 # (bots post at once; people take a few seconds to type an address).
 SIGNUP_MIN_SECONDS = 3

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from flask import Flask
 
+from mailer.redaction import RedactTokens, redact_logger
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and extras."""
@@ -29,11 +31,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def init_app(app: Flask) -> None:
-    """Configure the ``mailer`` logger once per process."""
+    """Configure the ``mailer`` logger once per process; keep link tokens out of every log line.
+
+    The development server logs each request through the ``werkzeug``
+    logger: its filter redacts the token of link paths there too.
+    """
+    redact_logger("werkzeug")
     logger = logging.getLogger("mailer")
     if logger.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactTokens())
     if app.config.get("LOG_JSON"):
         handler.setFormatter(JsonFormatter())
     else:

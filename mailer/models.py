@@ -163,6 +163,8 @@ class QueuedSignup(Base):
 # does not count it.
 MAIL_CONFIRM = "confirm"
 MAIL_IMPORT_CONFIRM = "confirm-import"
+# A reader's "my data" link, asked for on the preferences page.
+MAIL_DATA_LINK = "data-link"
 
 
 class OutboundMail(Base):

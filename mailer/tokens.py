@@ -1,8 +1,19 @@
-"""Signed tokens for the links in mails: one salt per purpose.
+"""Signed tokens for the links in mails: one salt per purpose, one power each.
 
 Shared by ``subscriptions/`` (which checks them) and ``delivery/`` (which
 fills them into each reader's copy), so it lives outside both. A token carries
 a subscriber id, never an address.
+
+- ``unsubscribe`` (List-Unsubscribe, every digest): unsubscribe, nothing
+  else. Never expires: RFC 8058 expects one-click links to work for as long
+  as the mail is in someone's box.
+- ``preferences`` (every digest's footer): topics, language, unsubscribe,
+  resubscribe, and asking for a ``data`` link by mail. Never expires either:
+  a forwarded digest already carries it, and it can read or erase nothing.
+- ``data`` (mailed on request, to the address only): see the consent
+  record, download the data, erase. Lives ``DATA_LINK_MINUTES`` and is bound
+  to the reader's nonce and status, so it dies at the first change of state.
+- ``confirm``: one pending signup, ``CONFIRM_MAX_AGE``.
 """
 
 from __future__ import annotations
@@ -75,6 +86,23 @@ def preferences_token(subscriber_id: int, secret_key: str | None = None) -> str:
 def confirm_token(subscriber_id: int, nonce: str, secret_key: str | None = None) -> str:
     """A token for the confirmation link, bound to one pending signup (``nonce``)."""
     return str(_timed("confirm", secret_key).dumps([subscriber_id, nonce]))
+
+
+def data_token(subscriber_id: int, nonce: str, status: str, secret_key: str | None = None) -> str:
+    """A short-lived token for "my data": bound to the reader's nonce and status of the moment."""
+    return str(_timed("data", secret_key).dumps([subscriber_id, nonce, status]))
+
+
+def read_data_token(token: str, max_age: int) -> tuple[int, str, str]:
+    """The (subscriber id, nonce, status) of a data token at most ``max_age`` seconds old; raise BadToken."""
+    try:
+        value: Any = _timed("data").loads(token, max_age=max_age)
+    except BadData as exc:
+        raise BadToken(str(exc)) from None
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], int)
+            and all(isinstance(part, str) for part in value[1:])):
+        raise BadToken("unexpected payload")
+    return value[0], value[1], value[2]
 
 
 def read_subscriber_token(purpose: str, token: str) -> int:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import base64
+import logging
+import threading
 
+import httpx
 import pytest
 from flask import Flask
 from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
+from werkzeug.serving import make_server
 
 from mailer import tokens
+from tests.deploy.test_gunicorn import deployed_database, environment, gunicorn
+
+__all__ = ["deployed_database"]  # a fixture, used by name
 
 
 def test_tokens_round_trip(app: Flask) -> None:
@@ -64,3 +71,68 @@ def test_tokens_carry_no_address(app: Flask) -> None:
     payload = token.split(".")[0]
     decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     assert decoded == b"42"
+
+
+# --- tokens stay out of logs --------------------------------------------------
+
+LINK_ROUTES = ("confirm", "unsubscribe", "preferences", "my-data")
+
+
+def _link_paths(app: Flask, secret_key: str | None = None) -> dict[str, str]:
+    """A real-looking token for each link route (the reader need not exist: the request line is logged anyway)."""
+    with app.app_context():
+        return {
+            "confirm": tokens.confirm_token(42, "n" * 32, secret_key),
+            "unsubscribe": tokens.unsubscribe_token(42, secret_key),
+            "preferences": tokens.preferences_token(42, secret_key),
+            "my-data": tokens.data_token(42, "n" * 32, "confirmed", secret_key),
+        }
+
+
+@pytest.mark.slow
+def test_gunicorn_access_log_has_no_token(app: Flask, deployed_database: str, smtp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = environment(deployed_database, smtp_server.url, tmp_path)
+    made = _link_paths(app, env["MAILER_SECRET_KEY"])
+    with gunicorn(env, workers=1) as (base, log):
+        for route, token in made.items():
+            referer = f"https://mail.example/{route}/{token}"
+            assert httpx.get(f"{base}/{route}/{token}", headers={"Referer": referer}, timeout=30).status_code < 500
+            httpx.post(f"{base}/{route}/{token}", data={"List-Unsubscribe": "One-Click"}, timeout=30)
+    output = log[0]
+    for route, token in made.items():
+        assert token not in output, output
+        assert f'"GET /{route}/[token] HTTP/1.1"' in output, output  # still logged, without the key
+        assert f"https://mail.example/{route}/[token]" in output
+
+
+def test_development_server_log_has_no_token(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    """The werkzeug server that `make run` (flask devserver) starts logs every request: not its token."""
+    made = _link_paths(app)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            for route, token in made.items():
+                assert httpx.get(f"http://127.0.0.1:{server.port}/{route}/{token}", timeout=30).status_code < 500
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+    logged = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
+    for route, token in made.items():
+        assert not [line for line in logged if token in line], logged
+        assert [line for line in logged if f"GET /{route}/[token] HTTP/1.1" in line], logged
+
+
+def test_the_apps_own_log_lines_have_no_token(app: Flask) -> None:
+    """What the app logs about a request (e.g. a database error on a path) leaves its handler redacted."""
+    token = _link_paths(app)["unsubscribe"]
+    handlers = [h for h in logging.getLogger("mailer").handlers if h.filters]
+    assert handlers, "the app's log handler has no filter"
+    record = logging.getLogger("mailer.errors").makeRecord(
+        "mailer.errors", logging.ERROR, __file__, 1, "database error on %s %s", ("GET", f"/unsubscribe/{token}"), None)
+    for handler in handlers:
+        assert handler.filter(record)
+        line = handler.format(record)
+        assert "/unsubscribe/[token]" in line and token not in line

@@ -23,7 +23,7 @@ from mailer.subscriptions.worker import EXTENSION, SignupWorker
 bp = Blueprint("subscriptions", __name__)
 
 # The routes register themselves on ``bp``; they import it, so they come last.
-from mailer.subscriptions import api, links, preferences, views  # noqa: E402,F401
+from mailer.subscriptions import api, links, personaldata, preferences, views  # noqa: E402,F401
 
 
 def init_app(app: Flask) -> None:

@@ -12,6 +12,7 @@ the reader gets a message in their language saying what is wrong.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -42,8 +43,34 @@ class Address:
 
 
 def email_hash(normalised: str) -> str:
-    """The sha256 (hex) of a normalised address."""
+    """The sha256 (hex) of a normalised address: the identity of a live reader.
+
+    Unkeyed, but only ever stored next to the address itself (and in the
+    signup queue for milliseconds); erasure swaps it for ``erased_hash``.
+    """
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _erasure_mac(secret_key: str) -> hmac.HMAC:
+    """An HMAC keyed for ``erased_hash`` (its key derived from SECRET_KEY for this one purpose), to copy."""
+    key = hmac.new(secret_key.encode("utf-8"), b"mailer.erased-address", hashlib.sha256).digest()
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def erased_hash(plain_hash: str, secret_key: str) -> str:
+    """What erasure keeps of an address: HMAC-SHA256 of its ``email_hash`` (hex, 64 characters).
+
+    Keyed, so that the row left behind cannot be matched against a list of
+    addresses by anyone without the secret key (a plain sha256 can: it
+    matched ``sha256sum``). Computed from the plain hash, not the address,
+    so that rows erased before it existed can be converted (migration 0011).
+    A new MAILER_SECRET_KEY makes earlier erasures unrecognisable: see
+    docs/deploy.md.
+    """
+    mac = _erasure_mac(secret_key).copy()  # a signup batch hashes each address: skip the key set-up
+    mac.update(plain_hash.encode("ascii"))
+    return mac.hexdigest()
 
 
 def display_address(normalised: str) -> str:

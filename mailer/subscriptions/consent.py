@@ -140,16 +140,17 @@ def event(
     }
 
 
-def scrub(session: Session, email_hash: str) -> None:
-    """Remove the personal parts of every event about ``email_hash``.
+def scrub(session: Session, email_hash: str, kept_hash: str) -> None:
+    """Remove the personal parts of every event about ``email_hash``, and file them under ``kept_hash``.
 
     The action, channel, time, text version and language stay: they prove
-    what happened without saying who or from where.
+    what happened without saying who or from where. ``kept_hash`` is the
+    erased row's keyed hash, so the events stay linked to it.
     """
     session.execute(
         update(ConsentEvent)
         .where(ConsentEvent.email_hash == email_hash)
-        .values(ip=None, user_agent=None, source_page=None, details={}),
+        .values(email_hash=kept_hash, ip=None, user_agent=None, source_page=None, details={}),
         execution_options={"synchronize_session": False},
     )
 

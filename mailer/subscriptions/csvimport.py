@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from mailer.config import LOCALES
 from mailer.models import ConsentEvent, OutboundMail, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
-from mailer.subscriptions.addresses import AddressError, parse_address
+from mailer.subscriptions.addresses import AddressError, erased_hash, parse_address
 from mailer.subscriptions.csvexport import CONFIRM_COLUMNS, FORMULA_STARTS, SIGNUP_COLUMNS
 from mailer.subscriptions.mails import ConfirmationTemplate, confirmation_template
 from mailer.subscriptions.signup import new_nonce
@@ -125,8 +125,11 @@ def import_csv(
                 # per-address limits of the signup form know of this mail.
                 record["confirm_requested_at"] = now
                 record["confirmations_sent"] = [now.isoformat()]
-            if record["email_hash"] in known:
-                if record["email_hash"] in suppressed:
+            # An erased reader's row has the keyed hash of the address.
+            found = next((h for h in (record["email_hash"], erased_hash(record["email_hash"], config["SECRET_KEY"]))
+                          if h in known), None)
+            if found is not None:
+                if found in suppressed:
                     report.suppressed += 1
                 else:
                     report.duplicates += 1

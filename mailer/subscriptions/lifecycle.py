@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from mailer.models import ConsentEvent, Delivery, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
-from mailer.subscriptions.addresses import display_address
+from mailer.subscriptions.addresses import display_address, erased_hash
 from mailer.subscriptions.signup import new_nonce
 from mailer.topics import topic_name
 
@@ -127,12 +128,14 @@ def update_preferences(
 
 def erase(
     session: Session, subscriber: Subscriber, channel: str, origin: consent.Origin = consent.NOWHERE,
-    now: datetime | None = None,
+    now: datetime | None = None, secret_key: str | None = None,
 ) -> Subscriber | None:
     """Erase a reader's personal data (GDPR art. 17); the row that stays, or None if already erased.
 
-    What stays: a new row with nothing but the address's hash (so that an
-    import cannot re-add it without a new consent), under a new id. Every
+    What stays: a new row with nothing but a keyed hash of the address
+    (``addresses.erased_hash``: so that an import cannot re-add it without a
+    new consent, while nobody without the secret key can tell whose it
+    was), under a new id. Every
     link ever mailed to the reader carries the old id, so none of them works
     again, even once the same address signs up anew. The consent log keeps
     its actions and times under the hash, without IP, user agent, pages or
@@ -147,7 +150,8 @@ def erase(
     now = now or utcnow()
     del origin  # deliberately unused, see above
     old_id, email_hash = subscriber.id, subscriber.email_hash
-    consent.scrub(session, email_hash)
+    kept_hash = erased_hash(email_hash, secret_key or current_app.config["SECRET_KEY"])
+    consent.scrub(session, email_hash, kept_hash)
     # Transactional mails and SMTP replies quote the address.
     session.execute(delete(OutboundMail).where(OutboundMail.subscriber_id == old_id))
     # A signup typed in before this erasure and not yet applied (normally
@@ -165,7 +169,7 @@ def erase(
         session.rollback()
         return None
     # Nothing of the reader's choices either: the language is the column's default.
-    kept = Subscriber(email=None, email_hash=email_hash, status=SubscriberStatus.ERASED, topics="",
+    kept = Subscriber(email=None, email_hash=kept_hash, status=SubscriberStatus.ERASED, topics="",
                       confirm_nonce=new_nonce(), confirmations_sent=[], created_at=now, updated_at=now,
                       unsubscribed_at=now)
     session.add(kept)
@@ -177,7 +181,7 @@ def erase(
     session.execute(delete(Subscriber).where(Subscriber.id == old_id), execution_options={"synchronize_session": False})
     session.expunge(subscriber)
     session.connection().execute(consent.INSERT_EVENT, [consent.event(
-        None, email_hash, consent.ERASURE, channel, now=now)])
+        None, kept_hash, consent.ERASURE, channel, now=now)])
     return kept
 
 

@@ -1,5 +1,8 @@
 """The links in mails: ``/confirm/<token>``, ``/unsubscribe/<token>``.
 
+Each token does what its link needs and no more (see ``mailer.tokens``):
+the unsubscribe pages link to nothing that a token opens.
+
 Mail security scanners fetch every link, so a GET only shows a page with a
 button; the POST acts, and a second POST still shows success. The signed
 token is the authority: no session, cookie or CSRF token is needed (RFC 8058
@@ -115,8 +118,8 @@ def unsubscribe_page(token: str) -> Page:
         return error_page(404, _("Subscription not found"),
                           _("We have no subscription for this link any more: you will not receive our mail."))
     if found.status is not SubscriberStatus.CONFIRMED:
-        return render_template("pages/unsubscribed.html", already=True, **_links(found))
-    return render_template("pages/unsubscribe.html", address=display_address(found.email), **_links(found))
+        return render_template("pages/unsubscribed.html", already=True)
+    return render_template("pages/unsubscribe.html", address=display_address(found.email))
 
 
 @bp.post("/unsubscribe/<token>")
@@ -125,23 +128,24 @@ def unsubscribe_action(token: str) -> Page:
     """Unsubscribe at once (idempotent); also the RFC 8058 one-click target.
 
     Always 200 with a page, never a redirect: one-click senders do not follow them.
+    The page carries no other token: the one-click answer goes to the mailbox
+    provider, and this link to whoever holds a forwarded digest.
     """
     found = _unsubscribing(token)
     if isinstance(found, tuple):
         return found
     if found is None:
-        return render_template("pages/unsubscribed.html", already=True, preferences_url=None)
+        return render_template("pages/unsubscribed.html", already=True)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     session = get_session()
     changed = unsubscribe(session, found, consent.ONE_CLICK if one_click else consent.LINK,
                           consent.Origin.of(request))
     session.commit()
-    return render_template("pages/unsubscribed.html", already=not changed,
-                           **_links(found) if found.email else {"preferences_url": None})
+    return render_template("pages/unsubscribed.html", already=not changed)
 
 
 def _links(subscriber: Subscriber) -> dict[str, str]:
-    """Links a reader's pages offer: their preferences page."""
+    """Links a confirmed reader's page offers: their preferences page (the confirm link was mailed to them)."""
     return {"preferences_url": url_for("subscriptions.preferences", token=preferences_token(subscriber.id))}
 
 

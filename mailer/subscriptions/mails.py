@@ -1,4 +1,4 @@
-"""The confirmation mail, rendered into an ``OutboundMail`` row.
+"""The confirmation mail, and the "my data" link, rendered into ``OutboundMail`` rows.
 
 The row is inserted when the signup queue is applied (``signup.py``), a few
 milliseconds after the answer; the outbox worker of ``delivery/`` sends it
@@ -27,9 +27,9 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from markupsafe import escape
 
-from mailer.models import MAIL_CONFIRM, MAIL_IMPORT_CONFIRM, utcnow
+from mailer.models import MAIL_CONFIRM, MAIL_DATA_LINK, MAIL_IMPORT_CONFIRM, Subscriber, utcnow
 from mailer.subscriptions.addresses import display_address
-from mailer.tokens import CONFIRM_MAX_AGE, confirm_token
+from mailer.tokens import CONFIRM_MAX_AGE, confirm_token, data_token
 
 KIND = MAIL_CONFIRM
 CACHE = "mailer.subscriptions.confirm_mail"
@@ -111,6 +111,31 @@ def _render(config: Mapping[str, Any], language: str, imported: bool) -> Confirm
         text = render_template("email/confirm.txt", subject=subject, **context)
     return ConfirmationTemplate(language=language, subject=subject, html=html, text=text,
                                 kind=MAIL_IMPORT_CONFIRM if imported else MAIL_CONFIRM)
+
+
+def data_link_mail(config: Mapping[str, Any], subscriber: Subscriber) -> dict[str, Any]:
+    """The outbox row of a "my data" link to ``subscriber``, in their language.
+
+    Rendered per request (readers ask for it rarely); the token is bound to
+    the reader's nonce and status, see ``tokens.data_token``.
+    """
+    assert subscriber.email is not None
+    token = data_token(subscriber.id, subscriber.confirm_nonce, str(subscriber.status), config["SECRET_KEY"])
+    context = {
+        "site_name": config["SITE_NAME"],
+        "postal_address": config["POSTAL_ADDRESS"],
+        "data_url": f"{config['BASE_URL']}/my-data/{token}",
+        "address": display_address(subscriber.email),
+        "minutes": int(config["DATA_LINK_MINUTES"]),
+        "privacy_url": _absolute(config, config["PRIVACY_URL"]),
+        "language": subscriber.language,
+    }
+    with force_locale(subscriber.language):
+        subject = str(_("Your data at %(site)s", site=config["SITE_NAME"]))
+        html = render_template("email/data_link.html", subject=subject, **context)
+        text = render_template("email/data_link.txt", subject=subject, **context)
+    return {"subscriber_id": subscriber.id, "kind": MAIL_DATA_LINK, "to_address": subscriber.email,
+            "subject": subject, "html": html, "text": text, "created_at": utcnow(), "attempts": 0}
 
 
 def notify_outbox(app: Flask) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailer.models import ConsentEvent, Delivery, Subscriber, SubscriberStatus
 from mailer.subscriptions import consent
+from mailer.subscriptions.addresses import erased_hash
 from mailer.subscriptions.signup import new_nonce
 
 log = logging.getLogger("mailer.subscriptions")
@@ -36,11 +37,18 @@ def purge_unconfirmed(session: Session, config: Mapping[str, Any], now: datetime
     rows = session.execute(select(Subscriber.id, Subscriber.email_hash, Subscriber.status).where(stale)).all()
     if not rows:
         return 0
+    # An erased reader's withdrawn signup: the row goes back to the keyed hash, and
+    # the request's events with it (scrubbed), so no plain hash of the address stays.
+    keyed = {sid: erased_hash(email_hash, config["SECRET_KEY"])
+             for sid, email_hash, status in rows if status is SubscriberStatus.ERASED}
     events = [
-        {"subscriber_id": None if status is SubscriberStatus.PENDING else sid, "email_hash": email_hash,
+        {"subscriber_id": None if status is SubscriberStatus.PENDING else sid,
+         "email_hash": keyed.get(sid, email_hash),
          "action": consent.PURGE, "channel": consent.SYSTEM, "occurred_at": now, "details": {}}
         for sid, email_hash, status in rows
     ]
+    for sid, email_hash, _status in (row for row in rows if row[0] in keyed):
+        consent.scrub(session, email_hash, keyed[sid])
     pending_hashes = [email_hash for _sid, email_hash, status in rows if status is SubscriberStatus.PENDING]
     for start in range(0, len(pending_hashes), 500):
         # Who asked, from where: not ours to keep for a signup nobody confirmed.
@@ -58,7 +66,7 @@ def purge_unconfirmed(session: Session, config: Mapping[str, Any], now: datetime
             continue
         values: dict[str, Any] = {"confirm_nonce": new_nonce(), "confirm_requested_at": None}
         if status is SubscriberStatus.ERASED:
-            values["email"] = None
+            values.update(email=None, email_hash=keyed[sid])
         session.execute(update(Subscriber).where(Subscriber.id == sid).values(**values),
                         execution_options={"synchronize_session": False})
     session.execute(insert(ConsentEvent), events)

@@ -1,27 +1,31 @@
-"""``/preferences/<token>``: topics, language, unsubscribe, my data, delete me.
+"""``/preferences/<token>``: topics, language, unsubscribe, and a "my data" link by mail.
 
 Reached from the link in every digest. The token is the authority (no
 session or CSRF token), the page is in the reader's language, and each form
-on it posts an ``action``: save, unsubscribe, resubscribe, download, erase.
+on it posts an ``action``: save, unsubscribe, resubscribe, data-link.
+
+A digest gets forwarded, and its links followed by scanners, so this token
+reads and erases nothing: the consent record, the download and the erasure
+are behind a short-lived link mailed to the address (``personaldata.py``),
+which the "data-link" action asks for.
 """
 
 from __future__ import annotations
 
-import json
-
 from flask import current_app, render_template, request
 from flask_babel import gettext as _
-from werkzeug.wrappers import Response
 
 from mailer.db import get_session
 from mailer.errors import error_page
 from mailer.i18n import set_language
-from mailer.models import Subscriber, SubscriberStatus
+from mailer.models import OutboundMail, Subscriber, SubscriberStatus
+from mailer.ratelimit import rate_limits
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import display_address
 from mailer.subscriptions.forms import PreferencesForm
-from mailer.subscriptions.lifecycle import erase, personal_data, resubscribe, unsubscribe, update_preferences
+from mailer.subscriptions.lifecycle import resubscribe, unsubscribe, update_preferences
 from mailer.subscriptions.links import Page, _bad_link, _reader
+from mailer.subscriptions.mails import data_link_mail, notify_outbox
 from mailer.subscriptions.views import csrf_exempt
 from mailer.tokens import BadToken, read_subscriber_token
 from mailer.topics import normalise_topics
@@ -71,17 +75,17 @@ def preferences_action(token: str) -> Page:
         return found
     subscriber, session, origin = found, get_session(), consent.Origin.of(request)
     action = request.form.get("action", "save")
-    if action == "download":
-        body = json.dumps(personal_data(current_app.config, subscriber), ensure_ascii=False, indent=2)
-        return Response(body, mimetype="application/json", headers={
-            "Content-Disposition": 'attachment; filename="newsletter-my-data.json"'})
-    if action == "erase":
-        if request.form.get("confirm_erase") != "yes":
-            return _page(subscriber, token, message=_("Tick the box to confirm that everything should be deleted."),
-                         status=400)
-        erase(session, subscriber, consent.LINK, origin)
-        session.commit()
-        return render_template("pages/unsubscribed.html", erased=True, preferences_url=None)
+    if action in ("download", "erase"):
+        # The forms of old pages: these need the link mailed to the address.
+        return error_page(403, _("This needs a link from your mailbox"),
+                          _("To see, download or delete your data, ask for a link on your preferences page: "
+                            "we mail it to your address, and it works for a short while."))
+    if action == "data-link":
+        _mail_data_link(subscriber)
+        minutes = int(current_app.config["DATA_LINK_MINUTES"])
+        return _page(subscriber, token, message=_(
+            "We have sent a link to %(address)s. Open it within %(minutes)d minutes to see, download or delete "
+            "your data.", address=display_address(subscriber.email or ""), minutes=minutes))
     if action == "unsubscribe":
         unsubscribe(session, subscriber, consent.LINK, origin)
         session.commit()
@@ -100,3 +104,18 @@ def preferences_action(token: str) -> Page:
     session.commit()
     set_language(str(form.language.data))  # the page follows the new choice at once
     return _page(subscriber, token, message=_("Your preferences are saved."))
+
+
+def _mail_data_link(subscriber: Subscriber) -> None:
+    """Queue a "my data" link to the reader, within ``DATA_LINK_LIMIT`` per reader.
+
+    Past the limit nothing is sent and the page says the same: the answer
+    tells nothing, and a forwarded digest cannot be used to flood a mailbox.
+    """
+    config = current_app.config
+    if rate_limits().hit(str(config["DATA_LINK_LIMIT"]), "data-link", str(subscriber.id)) is not None:
+        return
+    session = get_session()
+    session.add(OutboundMail(**data_link_mail(config, subscriber)))
+    session.commit()
+    notify_outbox(current_app._get_current_object())  # type: ignore[attr-defined]

@@ -49,7 +49,7 @@ from mailer.db import get_engine
 from mailer.locks import advisory_key
 from mailer.models import QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
-from mailer.subscriptions.addresses import Address
+from mailer.subscriptions.addresses import Address, erased_hash
 from mailer.subscriptions.consent import INSERT_EVENT
 from mailer.subscriptions.mails import confirmation_template, notify_outbox
 from mailer.subscriptions.throttle import OUTBOX, hourly_budget, recent_sends, recently_mailed
@@ -242,7 +242,8 @@ def _known_request(reader: Reader, row: Row[Any], *, capped: bool) -> Outcome:
         language=row.language, email=row.email, updated_at=at,
     )
     if reader.erased_at is not None:
-        reader.changes["created_at"] = at  # nothing of the erased reader: this one begins now
+        # Nothing of the erased reader: this one begins now, under the plain hash of a live address.
+        reader.changes.update(created_at=at, email_hash=row.email_hash)
     return Outcome.MAILED
 
 
@@ -316,7 +317,11 @@ def apply_batch(app: Flask, engine: Engine, token: str, rows: list[Row[Any]]) ->
 def _read(config: Mapping[str, Any], conn: Connection, rows: list[Row[Any]]) -> tuple[dict[str, Row[Any]], int]:
     """The subscribers of the batch's addresses and the hourly budget, read outside any write transaction."""
     hashes = sorted({row.email_hash for row in rows})
-    known = {row.email_hash: row for row in conn.execute(READ_SUBSCRIBERS, {"hashes": hashes})}
+    # An erased reader's row keeps only the keyed hash: look for both, and
+    # file what is found under the plain one, as the requests are.
+    plain_of = {erased_hash(plain, config["SECRET_KEY"]): plain for plain in hashes}
+    known = {plain_of.get(row.email_hash, row.email_hash): row
+             for row in conn.execute(READ_SUBSCRIBERS, {"hashes": hashes + sorted(plain_of)})}
     budget = hourly_budget(conn, config, utcnow())
     conn.rollback()  # end the read (PostgreSQL opened a transaction for it)
     return known, budget

@@ -20,6 +20,7 @@ from mailer.subscriptions.forms import form_timestamp
 from mailer.subscriptions.signup import SignupRequest, apply_queue, enqueue
 
 LINK = re.compile(r"http://newsletter\.test(/confirm/[A-Za-z0-9_.\-]+)")
+DATA_LINK = re.compile(r"http://newsletter\.test(/my-data/[A-Za-z0-9_.\-]+)")
 
 
 def started(app: Flask, age: float = 30.0) -> str:
@@ -77,6 +78,19 @@ def events(session: Session, email_hash: str) -> list[ConsentEvent]:
 def confirm_path(mail: OutboundMail) -> str:
     """The confirmation link's path, from the mail's text part (and the same in HTML)."""
     found = LINK.search(mail.text)
+    assert found, mail.text
+    assert found.group(0) in mail.html
+    return found.group(1)
+
+
+def data_path(client: FlaskClient, session: Session, preferences_path: str) -> str:
+    """Ask for the "my data" link on the preferences page; its path, from the mail queued."""
+    answer = client.post(preferences_path, data={"action": "data-link"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    session.expire_all()
+    mail = session.scalars(select(OutboundMail).where(OutboundMail.kind == "data-link")
+                           .order_by(OutboundMail.id.desc()).limit(1)).one()
+    found = DATA_LINK.search(mail.text)
     assert found, mail.text
     assert found.group(0) in mail.html
     return found.group(1)

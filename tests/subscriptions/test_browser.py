@@ -218,3 +218,41 @@ def test_signup_page_fits_the_screen(browser: Any, live: tuple[Flask, str], widt
     target = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     target.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(target / f"signup-{width}.png"))
+
+
+def test_my_data_through_the_mailed_link(browser: Any, live: tuple[Flask, str], smtp_server: SmtpSink,
+                                         session: Session) -> None:
+    """The preferences page mails a link; the link shows the consent record and erases; then it is dead."""
+    from selenium.webdriver.common.by import By
+
+    from mailer.subscriptions.addresses import parse_address
+    from mailer.subscriptions.consent import Origin
+    from mailer.subscriptions.signup import SignupRequest
+    from mailer.tokens import preferences_token
+    from tests.subscriptions.conftest import mails, signup_at
+
+    app, base = live
+    signup_at(app, SignupRequest(address=parse_address("dati@example.it"), topics="", language="en", channel="form",
+                                 consent_text="I want it", origin=Origin(ip="192.0.2.7")))
+    confirm = re.search(r"/confirm/\S+", mails(session, "dati@example.it")[0].text)
+    assert confirm
+    app.test_client().post(confirm.group(0))
+    reader = subscriber(session, "dati@example.it")
+    with app.app_context():
+        preferences = f"{base}/preferences/{preferences_token(reader.id)}"
+    browser.get(preferences)
+    assert not browser.find_elements(By.CSS_SELECTOR, "input[value=erase]")  # nothing to erase with from here
+    browser.find_element(By.CSS_SELECTOR, "form:has(input[value=data-link]) button").click()
+    wait_for(browser, "p.success", "We have sent a link to dati@example.it")
+    mail = next(m for m in delivered(smtp_server, "dati@example.it")
+                if "/my-data/" in m.message.get_body(("plain",)).get_content())
+    link = re.search(rf"{re.escape(base)}/my-data/\S+", mail.message.get_body(("plain",)).get_content())
+    assert link
+    browser.get(link.group(0))
+    wait_for(browser, "h1", "Your data")
+    assert "192.0.2.7" in browser.find_element(By.CSS_SELECTOR, "table.consent-log").text
+    browser.find_element(By.ID, "confirm-erase").click()
+    browser.find_element(By.CSS_SELECTOR, "button.danger").click()
+    wait_for(browser, "h1", "Your data is deleted")
+    browser.get(link.group(0))
+    wait_for(browser, "h1", "This link has expired")
