@@ -175,7 +175,6 @@ def _progress(counts: DigestCounts) -> dict[str, Any]:
         "deferred": counts.deferred,
         "failed": counts.failed,
         "bounced": counts.bounced,
-        "complained": counts.complained,
     }
 
 
