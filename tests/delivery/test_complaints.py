@@ -239,7 +239,7 @@ def test_a_complained_reader_gets_no_digest_and_comes_back_only_by_a_new_double_
     assert status(session, angry) is SubscriberStatus.COMPLAINED
     # ... nor the preferences page of the reported mail, which says how to come back.
     preferences = f"/preferences/{preferences_token(reader.id, app.config['SECRET_KEY'])}"
-    page = client.get(preferences).get_data(as_text=True)
+    page = client.get(f"{preferences}?lang=en").get_data(as_text=True)
     assert "You reported the newsletter as spam" in page and 'value="resubscribe"' not in page
     client.post(preferences, data={"action": "resubscribe"})
     assert status(session, angry) is SubscriberStatus.COMPLAINED
