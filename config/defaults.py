@@ -51,6 +51,9 @@ BOUNCE_ADDRESS = None
 # scheduler reads its bounce reports every few minutes. None: not read.
 BOUNCE_MAILDIR = None
 BOUNCE_MINUTES = 5
+# Days a read bounce or complaint mail stays in BOUNCE_MAILDIR's cur/ (from its
+# arrival) before the scheduler's bounces job deletes it (docs/deploy.md).
+BOUNCE_RETENTION_DAYS = 30
 # List-Id of the digests (RFC 2919); None: "SITE_NAME" <digest.the-domain-of-FROM>.
 LIST_ID = None
 # Topics readers can choose; feed categories are matched against the aliases.

@@ -319,7 +319,11 @@ def admin_password(email: str, password_stdin: bool) -> None:
 @bounces_cli.command("process")
 @click.argument("paths", nargs=-1, required=True)
 def bounces_process(paths: tuple[str, ...]) -> None:
-    """Record the bounce reports (DSN) in PATHS and suppress hard-bounced readers.
+    """Record the bounce (DSN) and complaint (ARF) reports in PATHS and suppress their readers.
+
+    A report counts only when it quotes the verified stamp of a digest copy
+    sent to that reader: a hard bounce makes them "bounced", a complaint
+    "complained".
 
     PATHS are mail files, Maildirs (their new/ mails, moved to cur/ once
     read) or - for one mail on standard input (a Postfix pipe transport).

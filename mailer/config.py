@@ -66,6 +66,8 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "BOUNCE_ADDRESS": values.bare_address,
     # Beyond the contract: the Maildir of the bounce address, read by the scheduler.
     "BOUNCE_MAILDIR": values.maildir,
+    # Beyond the contract: days a read report mail is kept in that Maildir.
+    "BOUNCE_RETENTION_DAYS": values.int_between(1, 3650, "days a read bounce mail is kept"),
     # Beyond the contract: the site's identity in pages and mails.
     "SITE_NAME": values.text,
     "SITE_URL": values.base_url,

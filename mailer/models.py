@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -62,6 +63,9 @@ class SubscriberStatus(enum.StrEnum):
     CONFIRMED = "confirmed"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+    # Reported our mail as spam (an ARF complaint): never mailed again unless they
+    # sign up anew and confirm (a fresh double opt-in).
+    COMPLAINED = "complained"
     ERASED = "erased"
 
 
@@ -362,6 +366,9 @@ class Delivery(Base):
     # A hard bounce (5.1.x, 5.2.1): ``subscriptions.suppress_bounced`` turns
     # it into the reader's "bounced" status, since only subscriptions/ may.
     bounce: Mapped[bool] = mapped_column(default=False)
+    # A complaint (ARF) about this very copy: ``subscriptions.suppress_complained``
+    # turns it into the reader's "complained" status.
+    complaint: Mapped[bool] = mapped_column(default=False, server_default=false())
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
     # A sender's claim on the row (multi-process sends); expires at lease_until.
     claimed_by: Mapped[str | None] = mapped_column(String(100))

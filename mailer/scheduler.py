@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,12 +27,13 @@ from flask import Flask
 from mailer.crontab import cron_trigger
 from mailer.db import get_sessionmaker, session_scope
 from mailer.delivery import DeliveryReport, deliver, send_outbox
-from mailer.delivery.bounces import Source, mark_read, read_paths, record_bounce
+from mailer.delivery.bounces import Source, expire_read, mark_read, read_paths, record_report
+from mailer.delivery.stamp import Stamper
 from mailer.digest import compose_digest, skip_reason
 from mailer.feeds import FetchResult, fetch_all_feeds, sync_configured_feeds
 from mailer.models import utcnow
 from mailer.runner import Job, SchedulerT, build_scheduler
-from mailer.subscriptions import apply_queue, purge_unconfirmed, suppress_bounced
+from mailer.subscriptions import apply_queue, purge_unconfirmed, suppress_bounced, suppress_complained
 
 log = logging.getLogger("mailer.scheduler")
 # Unconfirmed signups are purged every night, in MAILER_TIMEZONE.
@@ -82,23 +84,25 @@ def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print,
 
 
 def process_bounce_mail(app: Flask, sources: Iterable[Source], echo: Callable[[str], None] = print) -> int:
-    """Record the bounce reports that came back by mail, then suppress the hard-bounced readers.
+    """Record the bounce and complaint reports that came back by mail, then suppress their readers.
 
     Each mail is committed before it is marked read (a Maildir's new/ to
     cur/), so a crash in between reads it again, which changes nothing.
     Returns how many readers were suppressed.
     """
+    stamper = Stamper(app.config["SECRET_KEY"])
     with app.app_context():
         for source in sources:
             with session_scope(app) as session:
-                lines = record_bounce(session, source.raw)
+                lines = record_report(session, source.raw, stamper, source.name)
             mark_read(source)
             for line in lines:
                 echo(f"{source.name}: {line}")
         with session_scope(app) as session:
-            count = suppress_bounced(session)
-    echo(f"{count} readers suppressed after a hard bounce")
-    return count
+            bounced = suppress_bounced(session)
+            complained = suppress_complained(session)
+    echo(f"{bounced} readers suppressed after a hard bounce, {complained} after a complaint")
+    return bounced + complained
 
 
 def _suppress_bounced(app: Flask, echo: Callable[[str], None]) -> None:
@@ -148,10 +152,13 @@ def signups_job(app: Flask, stop: threading.Event) -> None:
 
 
 def bounces_job(app: Flask, stop: threading.Event) -> None:
-    """Read the bounce reports in MAILER_BOUNCE_MAILDIR, if set."""
+    """Read the reports in MAILER_BOUNCE_MAILDIR, if set; delete those read BOUNCE_RETENTION_DAYS ago."""
     maildir = app.config.get("BOUNCE_MAILDIR")
     if maildir:
         process_bounce_mail(app, read_paths([maildir]), echo=log.info)
+        expired = expire_read(Path(maildir), int(app.config["BOUNCE_RETENTION_DAYS"]))
+        if expired:
+            log.info("deleted %d report mails older than %s days", expired, app.config["BOUNCE_RETENTION_DAYS"])
 
 
 def outbox_job(app: Flask, stop: threading.Event) -> None:

@@ -40,6 +40,8 @@ class DigestCounts:
     skipped: int = 0
     # Readers who received it and unsubscribed before the next digest.
     unsubscribed: int = 0
+    # Copies reported as spam (ARF complaints); they were sent, so also in ``sent``.
+    complained: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -76,12 +78,14 @@ def digest_counts(session: Session, digests: Sequence[Digest]) -> list[DigestCou
             func.count(),
             func.coalesce(func.sum(case((Delivery.bounce.is_(True), 1), else_=0)), 0),
             func.coalesce(func.sum(case((Delivery.last_reply == SKIPPED_REPLY, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Delivery.complaint.is_(True), 1), else_=0)), 0),
         )
         .where(Delivery.digest_id.in_(ids))
         .group_by(Delivery.digest_id, Delivery.status)
     )
-    for digest_id, status, count, bounced, skipped in rows:
+    for digest_id, status, count, bounced, skipped, complained in rows:
         entry = results[digest_id]
+        entry.complained += complained
         status = DeliveryStatus(status)
         entry.by_status[status.value] = count
         if status == DeliveryStatus.FAILED:

@@ -39,7 +39,8 @@ def admin_context() -> dict[str, Any]:
 # Every status shown on the pages (readers, digests, deliveries), translatable.
 STATUS_LABELS = {
     "pending": _l("pending"), "confirmed": _l("confirmed"), "unsubscribed": _l("unsubscribed"),
-    "bounced": _l("bounced"), "erased": _l("erased"), "sending": _l("sending"), "paused": _l("paused"),
+    "bounced": _l("bounced"), "complained": _l("complained"), "erased": _l("erased"),
+    "sending": _l("sending"), "paused": _l("paused"),
     "finished": _l("finished"), "sent": _l("sent"), "deferred": _l("deferred"), "failed": _l("failed"),
 }
 

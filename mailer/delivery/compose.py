@@ -24,6 +24,7 @@ from sqlalchemy import Connection, select
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.message import MailSettings, Template, digest_template, message_id
 from mailer.delivery.queue import Item
+from mailer.delivery.stamp import Stamper
 from mailer.delivery.transport import wire_form
 from mailer.digest.compose import archive_url
 from mailer.models import Digest, DigestEdition
@@ -109,6 +110,7 @@ class Composer:
         """Nothing is built until the first message of each edition."""
         self.settings = settings
         self.tokens = TokenMaker(secret_key)
+        self.stamper = Stamper(secret_key)
         self.placeholders = tuple(placeholders)
         self.signer = signer
         self.editions: dict[int, Edition] = {}
@@ -155,6 +157,12 @@ class Composer:
             self._date = (second, format_datetime(datetime.fromtimestamp(second, UTC)).encode("ascii"))
         return self._date[1]
 
+    def envelope_from(self, item: Item) -> str:
+        """The reader's MAIL FROM: the VERP form of the bounce address when there is one."""
+        if self.settings.verp:
+            return self.stamper.verp(self.settings.envelope_from, item.delivery_id)
+        return self.settings.envelope_from
+
     def payload(self, item: Item, address: str, eightbit: bool) -> tuple[bytes, list[str]]:
         """The reader's message as DATA carries it, and the MAIL FROM options it needs."""
         # A signed mail goes out 7bit (quoted-printable): a relay that must
@@ -166,7 +174,8 @@ class Composer:
             self.tokens.token("preferences", item.subscriber_id),
             address.encode("utf-8"),
             self.date(),
-            message_id(self.settings, edition.digest_id, item.delivery_id, edition.stamp),
+            message_id(self.settings, edition.digest_id, item.delivery_id, edition.stamp,
+                       self.stamper.mac(item.delivery_id)),
         )
         if self.signer is None:
             payload = template.render(values)

@@ -80,6 +80,9 @@ class MailSettings:
     list_id: str
     unsubscribe_mailto: str | None
     domain: str
+    # A bounce address of our own (MAILER_BOUNCE_ADDRESS): each digest's envelope
+    # sender is its VERP form, bounce+<id>-<mac>@domain (see ``stamp.py``).
+    verp: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MailSettings:
@@ -93,6 +96,7 @@ class MailSettings:
             list_id=config.get("LIST_ID") or _list_id(str(config.get("SITE_NAME") or ""), from_address),
             unsubscribe_mailto=config.get("UNSUBSCRIBE_MAILTO"),
             domain=_ascii_domain(from_address.rpartition("@")[2]) or "localhost",
+            verp=bool(config.get("BOUNCE_ADDRESS")),
         )
 
 
@@ -231,10 +235,11 @@ def _alternative(text: str, html: str, eightbit: bool, placeholders: Sequence[st
     return pieces
 
 
-def message_id(settings: MailSettings, digest_id: int, delivery_id: int, stamp: str) -> bytes:
-    """A Message-ID unique to one reader's copy of one digest.
+def message_id(settings: MailSettings, digest_id: int, delivery_id: int, stamp: str, mac: str) -> bytes:
+    """A Message-ID unique to one reader's copy of one digest: ``<digest-D.N.S.MAC@domain>``.
 
     The same on every attempt, so a copy sent twice after a crash is the
-    same message to the reader's mail program.
+    same message to the reader's mail program. ``mac`` (``stamp.Stamper``)
+    lets a bounce or complaint that quotes it prove it is about this copy.
     """
-    return f"<digest-{digest_id}.{delivery_id}.{stamp}@{settings.domain}>".encode("ascii")
+    return f"<digest-{digest_id}.{delivery_id}.{stamp}.{mac}@{settings.domain}>".encode("ascii")

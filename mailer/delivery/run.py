@@ -63,7 +63,6 @@ class Run:
         self.transport_factory = transport_factory
         self.me = sender_name()
         mail = MailSettings.from_config(config)
-        self.envelope_from = mail.envelope_from
         from mailer.digest import PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
 
         self.composer = Composer(mail, config["SECRET_KEY"], (UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN),

@@ -128,7 +128,7 @@ class Worker(threading.Thread):
             return Result(item, Outcome.FAILED, problem)
         payload, options = run.composer.payload(item, address, self.transport.eightbit)
         reply: Reply = self.transport.send(
-            run.envelope_from, address, payload, options=options, before_end=self.wait_committed
+            run.composer.envelope_from(item), address, payload, options=options, before_end=self.wait_committed
         )
         outcome = classify(reply)
         if outcome is Outcome.PAUSE:  # stop this digest on every connection now, not after the commit

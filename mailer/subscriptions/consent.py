@@ -28,6 +28,7 @@ from mailer.models import ConsentEvent, Subscriber, utcnow
 SIGNUP, CONFIRM, PREFERENCES, UNSUBSCRIBE, ERASURE, IMPORT, BOUNCE, PURGE = (
     "signup", "confirm", "preferences", "unsubscribe", "erasure", "import", "bounce", "purge",
 )
+COMPLAINT = "complaint"
 FORM, API, ONE_CLICK, LINK, ADMIN, SYSTEM = "form", "api", "one-click", "link", "admin", "system"
 CHANNEL_IMPORT = "import"
 

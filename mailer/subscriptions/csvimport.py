@@ -4,7 +4,7 @@ Built for big lists: rows are checked in Python, addresses already known are
 found with one query, and new readers go in with bulk INSERTs (100,000 rows
 take seconds). Bad rows are reported by line number and skipped; nothing
 else is lost. An address known in any state is skipped, so that an
-unsubscribed, bounced or erased reader (whose hash is kept) cannot be
+unsubscribed, bounced, complained or erased reader (whose hash is kept) cannot be
 re-added without a new consent.
 
 New readers come in as ``pending`` (no digest), or as ``confirmed`` when the
@@ -20,7 +20,7 @@ anti-abuse limit of the public form) neither stops them nor counts them.
 
 Optional columns: ``language`` (it, en), ``topics`` (slugs separated by
 spaces, commas, ``;`` or ``|``), and ``status`` as written by ``subscribers
-export``: ``unsubscribed`` and ``bounced`` rows come in suppressed, so a
+export``: ``unsubscribed``, ``bounced`` and ``complained`` rows come in suppressed, so a
 list moved from another system keeps its opt-outs; ``erased`` rows with an
 ``email_hash`` and no address keep suppressing it.
 """
@@ -70,7 +70,7 @@ class ImportReport:
 
     imported: int = 0
     duplicates: int = 0  # repeated in the file, or already subscribed
-    suppressed: int = 0  # known as unsubscribed, bounced or erased
+    suppressed: int = 0  # known as unsubscribed, bounced, complained or erased
     problems: list[Problem] = field(default_factory=list)
     confirmation_requests: int = 0  # confirmation mails queued in the outbox
     encoding: str = "utf-8"  # what the file was read as (decode_csv)
@@ -78,7 +78,8 @@ class ImportReport:
     def summary(self) -> str:
         """One line for the operator."""
         line = (f"imported {self.imported}, skipped {self.duplicates} already known, "
-                f"{self.suppressed} suppressed (unsubscribed, bounced or erased), {len(self.problems)} bad rows")
+                f"{self.suppressed} suppressed (unsubscribed, bounced, complained or erased), "
+                f"{len(self.problems)} bad rows")
         if self.confirmation_requests:
             line += f", {self.confirmation_requests} confirmation requests queued"
         if self.encoding != "utf-8":
@@ -113,7 +114,8 @@ def import_csv(
     rows = _rows(handle, report)
     known = set(session.scalars(select(Subscriber.email_hash)))
     suppressed = set(session.scalars(select(Subscriber.email_hash).where(
-        Subscriber.status.in_([SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.ERASED]))))
+        Subscriber.status.in_([SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED,
+                               SubscriberStatus.ERASED]))))
     batch: list[dict[str, Any]] = []
     with force_locale(language or str(config["LOCALE"])):  # the operator's language for the problems
         for line, row in rows:
@@ -230,13 +232,13 @@ def _subscriber_row(
     except ValueError as exc:
         report.problems.append(Problem(line, str(exc)))
         return None
-    if status_text not in ("", "pending", "confirmed", "unsubscribed", "bounced"):
+    if status_text not in ("", "pending", "confirmed", "unsubscribed", "bounced", "complained"):
         report.problems.append(Problem(line, f"unknown status {status_text!r}"))
         return None
     # A row's own status wins where it says less than --confirmed would:
     # a reader the file calls pending never confirmed, whatever the flag.
     status = {"unsubscribed": SubscriberStatus.UNSUBSCRIBED, "bounced": SubscriberStatus.BOUNCED,
-              "pending": SubscriberStatus.PENDING}.get(
+              "complained": SubscriberStatus.COMPLAINED, "pending": SubscriberStatus.PENDING}.get(
         status_text, SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING)
     values = _values(address.email, address.hash, status, language, topics, now)
     _keep_record(values, row)
@@ -263,7 +265,8 @@ def _keep_record(values: dict[str, Any], row: Mapping[str, str]) -> None:
     if confirmed_at is not None and status is not SubscriberStatus.PENDING:
         values["confirmed_at"] = confirmed_at
     unsubscribed_at = _moment(record.get("unsubscribed_at"))
-    if unsubscribed_at is not None and status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
+    if unsubscribed_at is not None and status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED,
+                                                  SubscriberStatus.COMPLAINED):
         values["unsubscribed_at"] = unsubscribed_at
 
 

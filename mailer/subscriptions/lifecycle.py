@@ -78,8 +78,13 @@ def resubscribe(
     session: Session, subscriber: Subscriber, origin: consent.Origin = consent.NOWHERE, now: datetime | None = None,
 ) -> bool:
     """Subscribe again from the preferences page (its token was mailed to the
-    reader, so it proves the address as a confirmation link does)."""
-    if subscriber.status is SubscriberStatus.CONFIRMED or subscriber.email is None:
+    reader, so it proves the address as a confirmation link does).
+
+    Not after a complaint: that link was in the very mail reported as spam
+    (and so in the provider's report); as Mailchimp does, a reader who
+    complained comes back only through a new signup and its confirmation.
+    """
+    if subscriber.status in (SubscriberStatus.CONFIRMED, SubscriberStatus.COMPLAINED) or subscriber.email is None:
         return False
     now = _mark_confirmed(subscriber, now)
     consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,

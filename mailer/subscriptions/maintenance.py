@@ -1,4 +1,4 @@
-"""Jobs on the whole list: purge unconfirmed signups, suppress bounced readers.
+"""Jobs on the whole list: purge unconfirmed signups, suppress bounced and complaining readers.
 
 Both are plain functions the scheduler (and the admin) call with a session;
 the caller commits.
@@ -9,17 +9,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, exists, insert, select, update
+from sqlalchemy import Table, and_, bindparam, delete, exists, insert, select, update
 from sqlalchemy.orm import Session
 
-from mailer.models import ConsentEvent, Delivery, Subscriber, SubscriberStatus
+from mailer.models import ConsentEvent, Delivery, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import erased_hash
 from mailer.subscriptions.signup import new_nonce
 
 log = logging.getLogger("mailer.subscriptions")
+SUBSCRIBERS = cast(Table, Subscriber.__table__)
 
 
 def purge_unconfirmed(session: Session, config: Mapping[str, Any], now: datetime) -> int:
@@ -106,4 +107,43 @@ def suppress_bounced(session: Session) -> int:
         for sid, email_hash, language in rows
     ])
     log.info("suppressed %d bounced addresses", len(rows))
+    return len(rows)
+
+
+def suppress_complained(session: Session) -> int:
+    """Readers who reported a digest as spam since they last confirmed become "complained".
+
+    ``delivery/`` marks ``Delivery.complaint`` (an ARF report whose stamp
+    verified). Whatever the reader's status but erased, a complaint is the
+    strongest "no": they are never mailed again, and come back only by
+    signing up and confirming anew (a new ``confirmed_at``, after which the
+    old complaint no longer counts). Returns how many readers changed.
+    """
+    complained = exists().where(
+        Delivery.subscriber_id == Subscriber.id,
+        Delivery.complaint.is_(True),
+        Delivery.created_at >= Subscriber.confirmed_at,
+    )
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.email_hash, Subscriber.language, Subscriber.status)
+        .where(Subscriber.status.not_in([SubscriberStatus.COMPLAINED, SubscriberStatus.ERASED]), complained)
+    ).all()
+    if not rows:
+        return 0
+    now = utcnow()
+    # A new nonce: a confirmation link mailed before the complaint no longer
+    # brings the reader back; only a new signup's does.
+    session.execute(
+        update(SUBSCRIBERS).where(SUBSCRIBERS.c.id == bindparam("sid"))
+        .values(status=SubscriberStatus.COMPLAINED, confirm_nonce=bindparam("nonce"), confirm_requested_at=None),
+        [{"sid": row.id, "nonce": new_nonce()} for row in rows],
+        execution_options={"synchronize_session": False},
+    )
+    session.execute(insert(ConsentEvent), [
+        {"subscriber_id": row.id, "email_hash": row.email_hash, "action": consent.COMPLAINT,
+         "channel": consent.SYSTEM, "language": row.language, "occurred_at": now,
+         "details": {"previous_status": str(SubscriberStatus(row.status))}}
+        for row in rows
+    ])
+    log.info("suppressed %d readers who complained", len(rows))
     return len(rows)

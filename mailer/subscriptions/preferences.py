@@ -91,7 +91,8 @@ def preferences_action(token: str) -> Page:
         session.commit()
         return render_template("pages/unsubscribed.html", already=False, preferences_url=request.path)
     if action == "resubscribe":
-        resubscribe(session, subscriber, origin)
+        if not resubscribe(session, subscriber, origin):
+            return _page(subscriber, token)
         session.commit()
         return _page(subscriber, token, message=_("Welcome back! You are subscribed again."))
     if action != "save":

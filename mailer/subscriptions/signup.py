@@ -17,7 +17,8 @@ confirmation mails). So
   memory, in order, however many arrive in the same batch.
 
 The rules, whatever the address's state: a new, pending, unsubscribed,
-bounced or erased address gets a (fresh) confirmation mail, within the
+bounced, complained or erased address gets a (fresh) confirmation mail (it
+stays in its state until the link is clicked), within the
 mail-bombing limits; a confirmed one gets nothing and keeps its settings,
 since anybody can type anybody's address into the form. Every request gets
 one consent event.

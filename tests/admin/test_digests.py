@@ -44,7 +44,7 @@ def test_digests_page(admin_client, session):
     assert "Settimana &lt;uno&gt;" in html
     history = html.split('id="history"', 1)[1]
     row = re.search(r'<tr data-digest-id="1">(.*?)</tr>', history, re.S).group(1)
-    assert re.findall(r'<td class="num">(\d+)</td>', row) == ["1", "0", "0", "1", "0"]  # sent..unsubscribed
+    assert re.findall(r'<td class="num">(\d+)</td>', row) == ["1", "0", "0", "1", "0", "0"]  # sent..unsubscribed
     running = html.split('id="running"', 1)[1].split("</section>", 1)[0]
     assert 'action="/admin/digests/2/pause"' in running
     # The preview frame is sandboxed: no scripts, no access to the admin's origin.

@@ -21,7 +21,8 @@ def test_reader_counts_lists_every_status(session):
     seed.reader(session, "p@example.it", S.PENDING)
     seed.reader(session, "u@example.it", S.UNSUBSCRIBED)
     session.commit()
-    assert reader_counts(session) == {S.PENDING: 1, S.CONFIRMED: 3, S.UNSUBSCRIBED: 1, S.BOUNCED: 0, S.ERASED: 0}
+    assert reader_counts(session) == {S.PENDING: 1, S.CONFIRMED: 3, S.UNSUBSCRIBED: 1, S.BOUNCED: 0, S.COMPLAINED: 0,
+                                      S.ERASED: 0}
 
 
 def test_digest_counts(session):

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailer.delivery import SenderBusyError, deliver, pause_digest, resume_digest
 from mailer.delivery.senders import exclusive_sender
+from mailer.delivery.stamp import Stamper
 from mailer.delivery.transport import MemoryTransport, Reply
 from mailer.models import Delivery, DeliveryStatus, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from tests.delivery.factory import delivery, digest_row, make_digest, statuses
@@ -170,10 +171,13 @@ def test_erased_readers_and_hostile_addresses_are_never_sent(
 
 
 def test_the_envelope_sender_is_the_bounce_address(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
-    make_digest(session, 1)
+    made = make_digest(session, 1)
     app.config["BOUNCE_ADDRESS"] = "bounces+digest@example.it"
     deliver(app, echo=quiet)
-    assert smtp_server.wait_for(1)[0].mail_from == "bounces+digest@example.it"
+    # Its VERP form: the delivery id and its MAC after a "+" (stamp.py), what bounces are matched by.
+    delivery_id = delivery(session, made.digest_id, made.emails[0]).id
+    mac = Stamper(app.config["SECRET_KEY"]).mac(delivery_id)
+    assert smtp_server.wait_for(1)[0].mail_from == f"bounces+digest+{delivery_id}-{mac}@example.it"
     assert smtp_server.messages[0].message["From"] == "Notizie Tech <newsletter@example.it>"
 
 
