@@ -104,12 +104,16 @@ if os.environ.get("MAILER_LOG_JSON", "").strip().lower() in ("1", "true", "yes",
 # Run in a process of its own: imported here, the app's modules would stay in
 # the master, and the workers it forks after an upgrade and a reload (HUP)
 # would run the old code.
+# The same resolution as the workers' (a WSGI server: without MAILER_ENV,
+# production), and development or testing only on loopback addresses.
 _CHECK = """
 import os, sys
 from pathlib import Path
-from mailer.config import ConfigError, load_config
+from mailer.config import ConfigError, Launch, check_listening, load_config
 try:
-    load_config(os.environ, None, os.environ.get("MAILER_INSTANCE_PATH") or str(Path.cwd() / "instance"))
+    config = load_config(os.environ, None, os.environ.get("MAILER_INSTANCE_PATH") or str(Path.cwd() / "instance"),
+                         Launch.SERVER)
+    check_listening(config["ENV"], sys.argv[1:])
 except ConfigError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
@@ -123,7 +127,8 @@ def on_starting(server: Any) -> None:
     gunicorn would start a new one forever; here it stops gunicorn itself
     with the same one line naming the variable.
     """
-    done = subprocess.run([sys.executable, "-c", _CHECK], cwd=Path(__file__).parent,  # noqa: S603 - our own code
+    binds = [str(address) for address in (getattr(getattr(server, "cfg", None), "bind", None) or bind)]
+    done = subprocess.run([sys.executable, "-c", _CHECK, *binds], cwd=Path(__file__).parent,  # noqa: S603 - our own code
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
