@@ -31,7 +31,7 @@ MAX_SMTP_CONNECTIONS = 100
 MIN_SECRET_KEY_LENGTH = 16
 KEY_ADVICE = "use e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
 # The development key of earlier versions, published in their code: never a production key.
-PUBLIC_DEV_KEY = "dev-only-secret-key-do-not-use-in-production"  # noqa: S105 - refused, not used
+PUBLIC_DEV_KEY = "dev-only-secret-key-do-not-use-in-production"
 # Where a development (or testing) instance keeps the random key made for it.
 DEV_KEY_FILE = "development-secret-key"
 # What production requires that development does without.

@@ -264,10 +264,14 @@ def test_development_is_never_reached_by_accident(environ: dict[str, str], launc
     assert load_config(environ, None, None, launch)["ENV"] == env
 
 
+SERVED = "the app is served by a WSGI server, not by `make run`"
+
+
 @pytest.mark.parametrize(("environ", "launch", "why"), [
-    ({}, Launch.SERVER, "the app is served by a WSGI server, not by `make run`"),
-    ({"MAILER_BASE_URL": "https://news.example.it"}, Launch.COMMAND, "MAILER_BASE_URL (https://news.example.it) is not loopback"),
-    ({"MAILER_SECRET_KEY": "a-long-enough-s3cret"}, Launch.SERVER, "the app is served by a WSGI server, not by `make run`"),
+    ({}, Launch.SERVER, SERVED),
+    ({"MAILER_BASE_URL": "https://news.example.it"}, Launch.COMMAND,
+     "MAILER_BASE_URL (https://news.example.it) is not loopback"),
+    ({"MAILER_SECRET_KEY": "a-long-enough-s3cret"}, Launch.SERVER, SERVED),
 ])
 def test_implied_production_says_why_in_the_same_line(environ: dict[str, str], launch: Launch, why: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -280,7 +284,7 @@ def test_implied_production_says_why_in_the_same_line(environ: dict[str, str], l
 
 def test_explicit_development_with_public_links_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
-        load_config({"MAILER_ENV": "development", "MAILER_BASE_URL": "https://news.example.it"}, None, None, Launch.COMMAND)
+        load({"MAILER_ENV": "development", "MAILER_BASE_URL": "https://news.example.it"})
     assert str(info.value).startswith("MAILER_ENV: development serves this machine only, but MAILER_BASE_URL is"
                                       " https://news.example.it")
 

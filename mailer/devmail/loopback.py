@@ -15,8 +15,8 @@ import logging
 
 import click
 from flask import Flask, request
-from flask_babel import gettext as _
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 
 from mailer.config import Launch, detect_launch
 from mailer.config_values import loopback_host

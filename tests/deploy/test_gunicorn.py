@@ -237,7 +237,9 @@ def _without(env: dict[str, str], *names: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("base_url", ["https://news.example.it", None])
-def test_gunicorn_without_mailer_env_is_production_and_refuses_without_its_key(tmp_path: Path, base_url: str | None) -> None:
+def test_gunicorn_without_mailer_env_is_production_and_refuses_without_its_key(
+    tmp_path: Path, base_url: str | None
+) -> None:
     """MAILER_ENV forgotten under a WSGI server: production, so no capture, no viewer, no development key."""
     env = _without(environment("sqlite:///" + str(tmp_path / "db.sqlite3"), "smtp://user:hunter2@mx.example.it:587",
                                tmp_path), "MAILER_ENV", "MAILER_SECRET_KEY", "MAILER_BASE_URL")
@@ -268,8 +270,8 @@ def test_mailer_env_testing_from_the_environment_keeps_csrf_and_the_limits(
     deployed_database: str, smtp_server, tmp_path: Path
 ) -> None:
     """The relaxations of the suite are its fixtures' own: MAILER_ENV=testing set by hand relaxes nothing."""
-    env = environment(deployed_database, smtp_server.url, tmp_path, MAILER_ENV="testing", MAILER_SIGNUP_LIMIT="2/minute",
-                      MAILER_BASE_URL="http://127.0.0.1:5000")
+    env = environment(deployed_database, smtp_server.url, tmp_path, MAILER_ENV="testing",
+                      MAILER_SIGNUP_LIMIT="2/minute", MAILER_BASE_URL="http://127.0.0.1:5000")
     with gunicorn(env, workers=1) as (base, _log):
         form = httpx.post(f"{base}/subscribe", data={"email": "anna@example.it", "consent": "y"}, timeout=10)
         assert form.status_code == 400  # no CSRF token
@@ -298,6 +300,7 @@ def test_explicit_development_under_gunicorn_warns_what_it_exposes(
                    "MAILER_BASE_URL", "MAILER_SECRET_KEY")
     with gunicorn(env, workers=1) as (base, log):
         assert httpx.get(f"{base}/dev/mail/", timeout=10).status_code == 200  # loopback: open for reading
-    warnings = [line for line in log[0].splitlines() if "MAILER_ENV=development: this app is for this machine only" in line]
+    warning = "MAILER_ENV=development: this app is for this machine only"
+    warnings = [line for line in log[0].splitlines() if warning in line]
     assert len(warnings) == 1, log[0]
     assert "/dev/mail/" in warnings[0] and "MAILER_ENV=production" in warnings[0]

@@ -196,9 +196,9 @@ def test_the_viewer_does_not_exist_in_production(app: Flask) -> None:
 
 
 def test_forced_on_in_production_even_reading_needs_the_login(app: Flask) -> None:
-    production = create_app({"ENV": "production", "DATABASE_URL": app.config["DATABASE_URL"], "SHOW_CAPTURED_MAIL": True,
-                             "SECRET_KEY": "a-production-secret", "SMTP_URL": app.config["SMTP_URL"],
-                             "CAPTURE_MAILDIR": app.config["CAPTURE_MAILDIR"]})
+    production = create_app({"ENV": "production", "DATABASE_URL": app.config["DATABASE_URL"],
+                             "SHOW_CAPTURED_MAIL": True, "SECRET_KEY": "a-production-secret",
+                             "SMTP_URL": app.config["SMTP_URL"], "CAPTURE_MAILDIR": app.config["CAPTURE_MAILDIR"]})
     response = production.test_client().get("/dev/mail/")
     assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login")
 
@@ -260,7 +260,8 @@ def test_the_viewer_never_shows_the_smtp_password(
 
 
 def test_reading_needs_the_login_beyond_this_machine(app: Flask, client: FlaskClient, session) -> None:
-    """Where the viewer is on for another machine (a test app; development refuses it first), reading needs the login."""
+    """Where the viewer is on for another machine (here a test app; development refuses it first), reading needs
+    the login."""
     far = {"REMOTE_ADDR": "192.0.2.7"}
     refused = client.get("/dev/mail/?page=2", environ_base=far)
     assert (refused.status_code, refused.headers["Location"]) == (302, "/admin/login?next=/dev/mail/?page%3D2")
