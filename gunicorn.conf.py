@@ -3,6 +3,10 @@
     gunicorn wsgi:app                      # these settings
     MAILER_BIND=0.0.0.0:8000 MAILER_WORKERS=4 gunicorn wsgi:app
 
+Without ``MAILER_ENV`` the app served here runs as production (development is
+``make run``'s alone: docs/deploy.md); an explicit development or testing is
+refused on any address but loopback.
+
 Command-line options win over this file (``gunicorn -w 2 wsgi:app``). The
 scheduler is a process of its own (``flask --app wsgi scheduler run``), never
 a gunicorn worker: see docs/deploy.md.
