@@ -3,6 +3,10 @@
     gunicorn wsgi:app                      # these settings
     MAILER_BIND=0.0.0.0:8000 MAILER_WORKERS=4 gunicorn wsgi:app
 
+Without ``MAILER_ENV`` the app served here runs as production (development is
+``make run``'s alone: docs/deploy.md); an explicit development or testing is
+refused on any address but loopback.
+
 Command-line options win over this file (``gunicorn -w 2 wsgi:app``). The
 scheduler is a process of its own (``flask --app wsgi scheduler run``), never
 a gunicorn worker: see docs/deploy.md.
@@ -143,12 +147,16 @@ if os.environ.get("MAILER_LOG_JSON", "").strip().lower() in ("1", "true", "yes",
 # Run in a process of its own: imported here, the app's modules would stay in
 # the master, and the workers it forks after an upgrade and a reload (HUP)
 # would run the old code.
+# The same resolution as the workers' (a WSGI server: without MAILER_ENV,
+# production), and development or testing only on loopback addresses.
 _CHECK = """
 import os, sys
 from pathlib import Path
-from mailer.config import ConfigError, load_config
+from mailer.config import ConfigError, Launch, check_listening, load_config
 try:
-    load_config(os.environ, None, os.environ.get("MAILER_INSTANCE_PATH") or str(Path.cwd() / "instance"))
+    config = load_config(os.environ, None, os.environ.get("MAILER_INSTANCE_PATH") or str(Path.cwd() / "instance"),
+                         Launch.SERVER)
+    check_listening(config["ENV"], sys.argv[1:])
 except ConfigError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
@@ -162,7 +170,8 @@ def on_starting(server: Any) -> None:
     gunicorn would start a new one forever; here it stops gunicorn itself
     with the same one line naming the variable.
     """
-    done = subprocess.run([sys.executable, "-c", _CHECK], cwd=Path(__file__).parent,  # noqa: S603 - our own code
+    binds = [str(address) for address in (getattr(getattr(server, "cfg", None), "bind", None) or bind)]
+    done = subprocess.run([sys.executable, "-c", _CHECK, *binds], cwd=Path(__file__).parent,  # noqa: S603 - our own code
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()

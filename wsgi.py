@@ -1,4 +1,8 @@
-"""The WSGI entry point: ``gunicorn wsgi:app`` and ``flask --app wsgi ...``."""
+"""The WSGI entry point: ``gunicorn wsgi:app`` and ``flask --app wsgi ...``.
+
+Loaded by a WSGI server without ``MAILER_ENV``, the app runs as production (it
+is development only under the flask CLI of ``make run``: ``mailer.config``).
+"""
 
 from __future__ import annotations
 

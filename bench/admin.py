@@ -119,7 +119,7 @@ def main() -> int:
         print(f"{args.readers:,} readers, {args.digests * args.readers:,} deliveries on "
               f"{url.split(':')[0]} in {time.perf_counter() - started:.1f} s")
         app = create_app({"ENV": "testing", "DATABASE_URL": url, "SECRET_KEY": "bench", "FEEDS": [],
-                          "SMTP_URL": "smtp://127.0.0.1:9", "CAPTURE_MAILDIR": tmp})
+                          "SMTP_URL": "smtp://127.0.0.1:9", "CAPTURE_MAILDIR": tmp, "WTF_CSRF_ENABLED": False})
         client = app.test_client()
         client.post("/admin/login", data={"email": "bench@example.it", "password": "bench password"})
         report = []

@@ -8,7 +8,9 @@ Names here are Flask config keys: the variable ``MAILER_FOO`` sets ``FOO``.
 
 # The database: None means a SQLite file under the instance folder.
 DATABASE_URL = None
-SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"  # noqa: S105 - refused in production
+# None: MAILER_SECRET_KEY is required in production; development and testing
+# make a random key once per instance folder (mailer/config.py, instance_key).
+SECRET_KEY = None
 BASE_URL = "http://127.0.0.1:5000"
 # None means the built-in capture server (development) or an error (production).
 SMTP_URL = None

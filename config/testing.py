@@ -1,7 +1,9 @@
-"""Testing: the test fixtures set the database, SMTP server and feeds."""
+"""Testing: what the test suite's own processes run as (``MAILER_ENV=testing``).
+
+It relaxes nothing: CSRF, rate limits and the production-grade checks stay as
+they are, and the captured-mail viewer is off. The suite's fixtures switch off
+what a test does not need (``tests/conftest.py``, ``make_app``) themselves, so
+an app started with ``MAILER_ENV=testing`` is no weaker than development.
+"""
 
 TESTING = True
-SHOW_CAPTURED_MAIL = True
-# Tests post forms without a CSRF token unless a test is about CSRF.
-WTF_CSRF_ENABLED = False
-RATELIMIT_ENABLED = False

@@ -54,6 +54,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     if app.config.get("SHOW_CAPTURED_MAIL"):
         app.register_blueprint(devmail.bp)
+    if app.config["ENV"] == "development":
+        from mailer.devmail import loopback
+
+        loopback.init_app(app)  # this machine only, and a warning when serving
     errors.init_app(app)
     subscriptions.init_app(app)
     delivery.init_app(app)

@@ -7,6 +7,7 @@ name: one line, at start, instead of a failure in the middle of a send.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -31,6 +32,29 @@ def url(value: str, schemes: tuple[str, ...]) -> str:
         raise ValueError(f"expected a {'/'.join(schemes)} URL with a host")
     parts.port  # noqa: B018 - raises ValueError on a bad port
     return value
+
+
+def loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine only."""
+    host = host.strip().strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def loopback_url(value: str) -> bool:
+    """Whether the URL ``value`` points at this machine only."""
+    try:
+        host = urlsplit(value).hostname
+    except ValueError:
+        return False
+    return bool(host) and loopback_host(str(host))
 
 
 def base_url(value: str) -> str:

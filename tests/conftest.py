@@ -155,6 +155,12 @@ def make_app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterat
             # The test servers (feeds...) listen on loopback, which feeds may not
             # reach by default; the guard's own tests pass FEED_ALLOW_NETWORKS=[].
             "FEED_ALLOW_NETWORKS": LOOPBACK,
+            # What config/testing.py no longer relaxes (MAILER_ENV=testing relaxes nothing):
+            # tests post forms without a CSRF token and past the rate limits unless they
+            # are about them, and read the captured-mail viewer.
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": False,
+            "SHOW_CAPTURED_MAIL": True,
             **overrides,
         })
         app.test_client_class = SettlingClient

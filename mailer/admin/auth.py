@@ -34,6 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 SESSION_KEYS = ("admin_id", "admin_fp", "admin_at")
 # Reachable without a login.
 PUBLIC_ENDPOINTS = frozenset({"admin.login"})
+# Pages outside /admin/ that send to the login and expect to come back (the captured-mail viewer).
+RETURN_PREFIXES = ("/dev/mail",)
 
 
 def current_admin() -> AdminUser | None:
@@ -101,12 +103,12 @@ def private_headers(response: Response) -> Response:
 
 
 def safe_next(target: str | None) -> str | None:
-    """``target`` when it is a page of this admin, else None (no open redirect)."""
+    """``target`` when it is a page of this admin (or of ``RETURN_PREFIXES``), else None (no open redirect)."""
     if not target or "\\" in target or any(ord(c) < 32 for c in target):
         return None
     parts = urlsplit(target)
-    prefix = bp.url_prefix or "/admin"
-    if parts.scheme or parts.netloc or not (parts.path == prefix or parts.path.startswith(prefix + "/")):
+    prefixes = (bp.url_prefix or "/admin", *RETURN_PREFIXES)
+    if parts.scheme or parts.netloc or not any(parts.path == p or parts.path.startswith(p + "/") for p in prefixes):
         return None
     return target
 

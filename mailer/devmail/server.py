@@ -22,7 +22,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from mailer.config import ConfigError, check_listening
 from mailer.devmail.capture import CaptureServer
+from mailer.devmail.loopback import WARNING
+from mailer.devmail.views import hide_credentials
 from mailer.runner import build_scheduler
 
 
@@ -31,7 +34,12 @@ def run_devserver(app: Flask, host: str, port: int) -> None:
     from mailer import scheduler
 
     if app.config["ENV"] == "production":
-        _fail("devserver is for development; in production run gunicorn and 'scheduler run' (docs/deploy.md)")
+        _fail("MAILER_ENV: production applies (MAILER_ENV=production, or MAILER_BASE_URL is not loopback):"
+              " devserver is for development; in production run gunicorn and 'scheduler run' (docs/deploy.md)")
+    try:
+        check_listening(str(app.config["ENV"]), [host])
+    except ConfigError as exc:
+        _fail(str(exc))
     _follow_port(app, host, port)
     capture = CaptureServer.from_config(app.config)
     try:
@@ -106,9 +114,12 @@ def _banner(app: Flask, host: str, port: int, capture: CaptureServer, jobs: str)
         f"    captured mail   {base}/dev/mail/   (SMTP capture on {capture.address})",
         f"    admin           {base}/admin/   (first: flask --app wsgi admin create you@example.it)",
         f"    health          {base}/healthz",
-        f"  mails go to {app.config['SMTP_URL']}; feeds: {', '.join(app.config['FEEDS']) or 'none'}",
+        f"  mails go to {hide_credentials(str(app.config['SMTP_URL']))};"
+        f" feeds: {', '.join(app.config['FEEDS']) or 'none'}",
         f"  scheduler: {jobs}",
         "  Press Ctrl-C to stop.",
+        "",
+        f"warning: {WARNING}",
         "",
     ]
     click.echo("\n".join(lines))

@@ -5,19 +5,29 @@ iframe (no scripts, no same-origin access; links open in a new tab), its
 text part, every header (List-Unsubscribe and friends) and the raw source.
 "Send the digest now" runs the scheduler's digest job (poll the feeds, then
 compose and send), so the whole path works without a terminal.
+
+Reading is open only where development keeps it to this machine (loopback);
+every action, and reading anywhere else, needs the admin login. No page shows
+the credentials of a URL (``hide_credentials``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import format_datetime, ngettext
 from flask_babel import gettext as _
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response as BaseResponse
 
+from mailer.admin.auth import current_admin
+from mailer.config_values import loopback_host
+from mailer.db import get_session
 from mailer.devmail import bp, store
+from mailer.models import AdminUser
 
 PER_PAGE = 50
 # The viewer's own page runs no script; the mail's HTML (inline styles, remote
@@ -27,10 +37,39 @@ CSP = ("default-src 'self'; img-src * data:; style-src 'self' 'unsafe-inline'; s
 # allow-popups(-to-escape-sandbox): a link clicked in the mail opens a normal
 # tab, so the confirm and unsubscribe pages work; nothing else is allowed.
 SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
+# The user information of a URL (``smtp://user:password@``), up to its last @:
+# a password may hold a / or a : that a stricter pattern would stop at.
+_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)\S*@", re.IGNORECASE)
+
+
+def hide_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``***``.
+
+    The user goes too: some providers take an API token as the user name.
+    """
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 def _maildir() -> str:
     return str(current_app.config["CAPTURE_MAILDIR"])
+
+
+def reading_is_open() -> bool:
+    """Reading needs no login only outside production, from this machine itself."""
+    return current_app.config["ENV"] != "production" and loopback_host(request.remote_addr or "")
+
+
+@bp.before_request
+def _login_where_needed() -> BaseResponse | None:
+    """Every action (and reading, where it is not open) needs the admin login; then back here."""
+    if request.method in ("GET", "HEAD") and reading_is_open():
+        return None
+    if current_admin() is not None:
+        return None
+    # A form's POST cannot be replayed after the login: back to the list.
+    target = request.full_path.rstrip("?") if request.method in ("GET", "HEAD") else url_for("devmail.index")
+    flash(_("Log in as an admin to use the captured-mail viewer."), "info")
+    return redirect(url_for("admin.login", next=target))
 
 
 @bp.after_request
@@ -51,8 +90,14 @@ def index() -> str:
     return render_template(
         "pages/devmail/index.html", mails=mails, total=len(keys), page=page, pages=pages,
         when=lambda moment: format_datetime(moment, "yyyy-MM-dd HH:mm:ss"),
-        smtp_url=current_app.config["SMTP_URL"],
+        smtp_url=hide_credentials(str(current_app.config["SMTP_URL"])),
+        admin=current_admin(), has_admins=_has_admins(),
     )
+
+
+def _has_admins() -> bool:
+    """Whether an admin account exists (else the page says how to make one)."""
+    return bool(get_session().scalar(select(func.count()).select_from(AdminUser)))
 
 
 @bp.get("/<key>")
@@ -106,10 +151,10 @@ def send_digest_now() -> BaseResponse:
         flash(_("The scheduler is sending right now: try again in a minute."), "error")
         return redirect(url_for("devmail.index"))
     except DeliveryError as exc:
-        flash(_("The SMTP server cannot be used: %(error)s", error=str(exc)), "error")
+        flash(_("The SMTP server cannot be used: %(error)s", error=hide_credentials(str(exc))), "error")
         return redirect(url_for("devmail.index"))
     for line in lines:
-        flash(line, "info")
+        flash(hide_credentials(line), "info")
     flash(_("Digest job done: %(sent)d sent, %(deferred)d deferred, %(failed)d failed.",
             sent=report.sent, deferred=report.deferred, failed=report.failed), "success")
     return redirect(url_for("devmail.index"))

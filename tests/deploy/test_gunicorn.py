@@ -230,3 +230,77 @@ def test_the_settings_check_leaves_the_master_without_the_apps_code(tmp_path: Pa
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def _without(env: dict[str, str], *names: str) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in names}
+
+
+@pytest.mark.parametrize("base_url", ["https://news.example.it", None])
+def test_gunicorn_without_mailer_env_is_production_and_refuses_without_its_key(
+    tmp_path: Path, base_url: str | None
+) -> None:
+    """MAILER_ENV forgotten under a WSGI server: production, so no capture, no viewer, no development key."""
+    env = _without(environment("sqlite:///" + str(tmp_path / "db.sqlite3"), "smtp://user:hunter2@mx.example.it:587",
+                               tmp_path), "MAILER_ENV", "MAILER_SECRET_KEY", "MAILER_BASE_URL")
+    if base_url:
+        env["MAILER_BASE_URL"] = base_url
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{free_port()}", "wsgi:app"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: MAILER_SECRET_KEY: required when MAILER_ENV=production (MAILER_ENV is not set")
+    assert errors[0].endswith("production applies)")
+    assert "Booting worker" not in done.stderr and "Traceback" not in done.stderr and "hunter2" not in done.stderr
+    assert not (tmp_path / "instance" / "development-secret-key").exists()
+
+
+def test_gunicorn_without_mailer_env_but_with_its_settings_serves_production(
+    deployed_database: str, smtp_server, tmp_path: Path
+) -> None:
+    env = _without(environment(deployed_database, smtp_server.url, tmp_path), "MAILER_ENV")
+    with gunicorn(env, workers=1) as (base, log):
+        assert httpx.get(f"{base}/dev/mail/", timeout=10).status_code == 404
+        assert httpx.post(f"{base}/dev/mail/send-digest", timeout=10).status_code == 404
+    assert "MAILER_ENV=development" not in log[0]
+
+
+def test_mailer_env_testing_from_the_environment_keeps_csrf_and_the_limits(
+    deployed_database: str, smtp_server, tmp_path: Path
+) -> None:
+    """The relaxations of the suite are its fixtures' own: MAILER_ENV=testing set by hand relaxes nothing."""
+    env = environment(deployed_database, smtp_server.url, tmp_path, MAILER_ENV="testing",
+                      MAILER_SIGNUP_LIMIT="2/minute", MAILER_BASE_URL="http://127.0.0.1:5000")
+    with gunicorn(env, workers=1) as (base, _log):
+        form = httpx.post(f"{base}/subscribe", data={"email": "anna@example.it", "consent": "y"}, timeout=10)
+        assert form.status_code == 400  # no CSRF token
+        answers = [httpx.post(f"{base}/api/subscribe", json={"email": f"r{n}@example.org", "consent": True},
+                              timeout=10).status_code for n in range(3)]
+        assert answers == [202, 202, 429]
+        assert httpx.get(f"{base}/dev/mail/", timeout=10).status_code == 404  # no viewer either
+
+
+def test_explicit_development_under_gunicorn_listens_on_loopback_only(tmp_path: Path) -> None:
+    env = _without(environment("sqlite:///" + str(tmp_path / "db.sqlite3"), "smtp://127.0.0.1:25", tmp_path,
+                               MAILER_ENV="development"), "MAILER_BASE_URL")
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"0.0.0.0:{free_port()}", "wsgi:app"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: MAILER_ENV: development serves this machine only, not"
+                                                     " 0.0.0.0:"), done.stderr
+    assert "Booting worker" not in done.stderr
+
+
+def test_explicit_development_under_gunicorn_warns_what_it_exposes(
+    deployed_database: str, smtp_server, tmp_path: Path
+) -> None:
+    env = _without(environment(deployed_database, smtp_server.url, tmp_path, MAILER_ENV="development"),
+                   "MAILER_BASE_URL", "MAILER_SECRET_KEY")
+    with gunicorn(env, workers=1) as (base, log):
+        assert httpx.get(f"{base}/dev/mail/", timeout=10).status_code == 200  # loopback: open for reading
+    warning = "MAILER_ENV=development: this app is for this machine only"
+    warnings = [line for line in log[0].splitlines() if warning in line]
+    assert len(warnings) == 1, log[0]
+    assert "/dev/mail/" in warnings[0] and "MAILER_ENV=production" in warnings[0]

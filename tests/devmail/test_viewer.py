@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from mailer import create_app
 from mailer.devmail import store
 from mailer.devmail.capture import CaptureServer
+from tests.admin.conftest import add_admin, csrf_token, log_in
 from tests.http_server import FeedServer
 from tests.scheduler.conftest import add_readers, rss
 from tests.smtp_sink import SmtpSink
@@ -147,37 +148,124 @@ def test_the_list_is_paged(app: Flask, client: FlaskClient, capture: CaptureServ
     assert client.get("/dev/mail/?page=abc").status_code == 200
 
 
-def test_delete_all_empties_the_maildir(app: Flask, client: FlaskClient, capture: CaptureServer) -> None:
+@pytest.fixture
+def admin_client(client: FlaskClient, session) -> FlaskClient:
+    """A client logged in as an admin: the viewer's buttons need the login."""
+    add_admin(session)
+    session.commit()
+    assert log_in(client).status_code == 303
+    return client
+
+
+def test_delete_all_empties_the_maildir(app: Flask, admin_client: FlaskClient, capture: CaptureServer) -> None:
     send(capture, digest_like())
-    response = client.post("/dev/mail/clear", follow_redirects=True)
+    response = admin_client.post("/dev/mail/clear", follow_redirects=True)
     assert "Deleted 1 captured mail." in response.get_data(as_text=True)
     assert store.newest_first(app.config["CAPTURE_MAILDIR"]) == []
 
 
 def test_send_the_digest_now_polls_and_sends(
-    app: Flask, client: FlaskClient, session, smtp_server: SmtpSink, feed_server: FeedServer
+    app: Flask, admin_client: FlaskClient, session, smtp_server: SmtpSink, feed_server: FeedServer
 ) -> None:
     app.config["FEEDS"] = [feed_server.add("/feed.xml", rss(2))]
     add_readers(session, ["anna@example.it"])
-    response = client.post("/dev/mail/send-digest", follow_redirects=True)
+    response = admin_client.post("/dev/mail/send-digest", follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "composed digest" in page
     assert "Digest job done: 1 sent, 0 deferred, 0 failed." in page
     assert [m.rcpt_tos for m in smtp_server.messages] == [["anna@example.it"]]
 
 
-def test_the_viewer_forms_need_a_csrf_token(app: Flask, smtp_server: SmtpSink, tmp_path: Path) -> None:
+def test_the_viewer_forms_need_a_csrf_token(app: Flask, session, smtp_server: SmtpSink, tmp_path: Path) -> None:
     guarded = create_app({**app.config, "WTF_CSRF_ENABLED": True})
+    add_admin(session)
+    session.commit()
     client = guarded.test_client()
+    assert log_in(client).status_code == 303
     assert client.post("/dev/mail/send-digest").status_code == 400
     assert client.post("/dev/mail/clear").status_code == 400
-    page = client.get("/dev/mail/").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    token = csrf_token(client.get("/dev/mail/").get_data(as_text=True))
     assert token is not None
-    assert client.post("/dev/mail/clear", data={"csrf_token": token[1]}).status_code == 302
+    assert client.post("/dev/mail/clear", data={"csrf_token": token}).status_code == 302
 
 
 def test_the_viewer_does_not_exist_in_production(app: Flask) -> None:
     production = create_app({"ENV": "production", "DATABASE_URL": app.config["DATABASE_URL"],
                              "SECRET_KEY": "a-production-secret", "SMTP_URL": app.config["SMTP_URL"]})
     assert production.test_client().get("/dev/mail/").status_code == 404
+
+
+def test_forced_on_in_production_even_reading_needs_the_login(app: Flask) -> None:
+    production = create_app({"ENV": "production", "DATABASE_URL": app.config["DATABASE_URL"],
+                             "SHOW_CAPTURED_MAIL": True, "SECRET_KEY": "a-production-secret",
+                             "SMTP_URL": app.config["SMTP_URL"], "CAPTURE_MAILDIR": app.config["CAPTURE_MAILDIR"]})
+    response = production.test_client().get("/dev/mail/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login")
+
+
+@pytest.mark.parametrize("action", ["/dev/mail/send-digest", "/dev/mail/clear"])
+def test_the_viewer_buttons_need_the_admin_login_and_come_back(
+    app: Flask, client: FlaskClient, session, capture: CaptureServer, smtp_server: SmtpSink, action: str
+) -> None:
+    """Without a login, a POST does nothing and leads to the login, which leads back to the viewer."""
+    send(capture, digest_like())
+    add_readers(session, ["anna@example.it"])
+    refused = client.post(action)
+    assert refused.status_code == 302
+    assert refused.headers["Location"] == "/admin/login?next=/dev/mail/"
+    assert len(store.newest_first(app.config["CAPTURE_MAILDIR"])) == 1  # nothing deleted
+    assert smtp_server.messages == []  # nothing sent
+    add_admin(session)
+    session.commit()
+    logged_in = client.post("/admin/login?next=/dev/mail/",
+                            data={"email": "admin@example.it", "password": "correct horse battery"})
+    assert (logged_in.status_code, logged_in.headers["Location"]) == (303, "/dev/mail/")
+    assert client.post(action).status_code == 302
+    if action.endswith("clear"):
+        assert store.newest_first(app.config["CAPTURE_MAILDIR"]) == []
+
+
+def test_without_an_admin_account_the_viewer_says_how_to_make_one(app: Flask, client: FlaskClient, session) -> None:
+    page = client.get("/dev/mail/").get_data(as_text=True)
+    assert "flask --app wsgi admin create EMAIL" in page
+    add_admin(session)
+    session.commit()
+    page = client.get("/dev/mail/").get_data(as_text=True)
+    assert "flask --app wsgi admin create EMAIL" not in page
+    assert 'href="/admin/login?next=/dev/mail/"' in page
+
+
+@pytest.mark.parametrize("smtp_url", [
+    "smtp+starttls://news%40example.it:s3cr3t-pw@smtp.example.it:587",
+    "smtps://apikey:pa/ss:w0rd@smtp.example.it:465",  # a / and a : inside the password
+    "smtp://s3cr3t-pw@smtp.example.it:25",  # a token as the user name
+])
+def test_the_viewer_never_shows_the_smtp_password(
+    make_app, session, smtp_url: str, feed_server: FeedServer
+) -> None:
+    app = make_app(SMTP_URL=smtp_url)
+    client = app.test_client()
+    add_admin(session)
+    session.commit()
+    assert log_in(client).status_code == 303
+    page = client.get("/dev/mail/").get_data(as_text=True)
+    scheme, _, rest = smtp_url.partition("://")
+    assert f"{scheme}://***@{rest.rpartition('@')[2]}" in page
+    # Nor does the flashed reason when the server cannot be used (nothing listens there).
+    app.config["FEEDS"] = [feed_server.add("/feed.xml", rss(1))]
+    add_readers(session, ["anna@example.it"])
+    page += client.post("/dev/mail/send-digest", follow_redirects=True).get_data(as_text=True)
+    for secret in ("s3cr3t", "pa/ss", "w0rd", "news%40example.it"):
+        assert secret not in page
+
+
+def test_reading_needs_the_login_beyond_this_machine(app: Flask, client: FlaskClient, session) -> None:
+    """Where the viewer is on for another machine (here a test app; development refuses it first), reading needs
+    the login."""
+    far = {"REMOTE_ADDR": "192.0.2.7"}
+    refused = client.get("/dev/mail/?page=2", environ_base=far)
+    assert (refused.status_code, refused.headers["Location"]) == (302, "/admin/login?next=/dev/mail/?page%3D2")
+    add_admin(session)
+    session.commit()
+    assert log_in(client, environ_base=far).status_code == 303
+    assert client.get("/dev/mail/", environ_base=far).status_code == 200
