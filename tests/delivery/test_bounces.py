@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailer import scheduler
-from mailer.config import ConfigError, load_config
+from mailer.config import ConfigError, Launch, load_config
 from mailer.db import get_sessionmaker
 from mailer.delivery import deliver
 from mailer.delivery.bounces import parse_notification
@@ -307,5 +307,5 @@ def test_the_bounces_job_deletes_report_mails_read_long_ago(
 
 def test_bounce_retention_days_is_checked_at_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="MAILER_BOUNCE_RETENTION_DAYS"):
-        load_config({"MAILER_BOUNCE_RETENTION_DAYS": "0"}, None, str(tmp_path))
-    assert load_config({}, None, str(tmp_path))["BOUNCE_RETENTION_DAYS"] == 30
+        load_config({"MAILER_BOUNCE_RETENTION_DAYS": "0"}, None, str(tmp_path), Launch.COMMAND)
+    assert load_config({}, None, str(tmp_path), Launch.COMMAND)["BOUNCE_RETENTION_DAYS"] == 30

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from mailer import netguard
-from mailer.config import ConfigError, load_config
+from mailer.config import ConfigError, Launch, load_config
 from mailer.feeds.fetch import unreachable
 from tests.feeds.conftest import corpus
 from tests.http_server import FeedServer
@@ -72,7 +72,7 @@ def test_the_allow_list_opens_only_its_networks():
 ])
 def test_a_bad_network_stops_the_start_naming_the_variable(value, reason):
     with pytest.raises(ConfigError) as error:
-        load_config({"MAILER_FEED_ALLOW_NETWORKS": f"192.168.0.0/16 {value}"})
+        load_config({"MAILER_FEED_ALLOW_NETWORKS": f"192.168.0.0/16 {value}"}, launch=Launch.COMMAND)
     assert str(error.value).startswith(f"MAILER_FEED_ALLOW_NETWORKS: {reason}")
     assert "\n" not in str(error.value)
 
@@ -81,9 +81,9 @@ def test_defaults_none_in_production_loopback_in_development():
     production = load_config({"MAILER_ENV": "production", "MAILER_SECRET_KEY": "a-long-enough-s3cret",
                               "MAILER_SMTP_URL": "smtp://mx.example.it:25"})
     assert production["FEED_ALLOW_NETWORKS"] == ()
-    development = load_config({})
+    development = load_config({}, launch=Launch.COMMAND)
     assert [str(n) for n in development["FEED_ALLOW_NETWORKS"]] == ["127.0.0.0/8", "::1/128"]
-    configured = load_config({"MAILER_FEED_ALLOW_NETWORKS": "10.20.0.0/16,fd00::/8"})
+    configured = load_config({"MAILER_FEED_ALLOW_NETWORKS": "10.20.0.0/16,fd00::/8"}, launch=Launch.COMMAND)
     assert [str(n) for n in configured["FEED_ALLOW_NETWORKS"]] == ["10.20.0.0/16", "fd00::/8"]
 
 
