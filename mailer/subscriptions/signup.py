@@ -385,7 +385,7 @@ def _read(config: Mapping[str, Any], conn: Connection,
     hashes = sorted({row.email_hash for row in batch.rows})
     known = {row.email_hash: row for row in conn.execute(READ_SUBSCRIBERS, {"hashes": hashes})}
     now = utcnow()
-    budget = read_budget(conn, config, now, batch.networks)
+    budget = read_budget(conn, config, now, batch.networks, len(batch.rows))
     conn.rollback()  # end the read (PostgreSQL opened a transaction for it)
     return known, budget, now
 
@@ -409,7 +409,7 @@ def _write(config: Mapping[str, Any], conn: Connection, batch: Batch, known: Map
         conn.execute(BATCH_LOCK)
     if plan.mails:
         now = utcnow()
-        fresh = read_budget(conn, config, now, batch.networks)
+        fresh = read_budget(conn, config, now, batch.networks, len(rows))
         if fresh != budget:
             plan = plan_batch(rows, known, fresh.allowance(config, now), batch.sources)
     new = sorted((reader for reader in plan.readers.values() if reader.id is None), key=lambda r: r.email_hash)

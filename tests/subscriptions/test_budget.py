@@ -137,7 +137,7 @@ def test_the_schedule_never_puts_more_than_the_cap_in_an_hour() -> None:
               "PURGE_UNCONFIRMED_DAYS": 7}
     start = datetime(2026, 12, 1, 12, 0)
     already = (start - timedelta(minutes=50), start - timedelta(minutes=10))
-    allowance = Budget(schedule=already, shares={"busy": 2}).allowance(config, start)
+    allowance = Budget(count=2, schedule=already, shares={"busy": 2}).allowance(config, start)
     assert allowance.refusal("busy") is not None and allowance.refusal("quiet") is None
     slots = [allowance.spend(None) for _ in range(16)]
     assert allowance.refusal(None) is not None  # the 17th would leave past the five hours

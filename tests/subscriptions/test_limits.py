@@ -206,7 +206,7 @@ def test_an_import_being_written_does_not_spend_the_signups_hourly_budget(make_a
     from mailer.subscriptions.budget import read_budget
 
     def hourly_budget(conn: Any, config: Any, now: Any) -> int:
-        return int(config["CONFIRM_MAILS_PER_HOUR"]) - len(read_budget(conn, config, now, []).schedule)
+        return int(config["CONFIRM_MAILS_PER_HOUR"]) - read_budget(conn, config, now, [], 1).count
 
     outbox = cast(Table, OutboundMail.__table__)
 
