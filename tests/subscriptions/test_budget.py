@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
@@ -30,7 +32,7 @@ def api_signup(client: FlaskClient, email: str, forwarded_for: str) -> bytes:
 
 
 def test_a_flood_from_a_few_networks_does_not_keep_a_reader_from_their_mail(
-    make_app, session: Session, smtp_server: SmtpSink, caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+    make_app: Callable[..., Flask], session: Session, smtp_server: SmtpSink, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The issue's flood (each address within MAILER_SIGNUP_LIMIT), then a reader on another network."""
     app = make_app(CONFIRM_MAILS_PER_HOUR=20, CONFIRM_MAILS_PER_NETWORK_PER_HOUR=5, PROXY_FIX_HOPS=1,
@@ -64,7 +66,8 @@ def test_a_flood_from_a_few_networks_does_not_keep_a_reader_from_their_mail(
     assert not any("203.0.113" in (m.network or "") for m in queued)
 
 
-def test_without_a_declared_proxy_a_forged_forwarded_for_gains_no_share(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_declared_proxy_a_forged_forwarded_for_gains_no_share(make_app: Callable[..., Flask],
+                                                                       session: Session) -> None:
     """The share follows the address the per-IP limit uses: X-Forwarded-For only through MAILER_PROXY_FIX_HOPS."""
     app = make_app(CONFIRM_MAILS_PER_NETWORK_PER_HOUR=2)
     client = english(app.test_client())
@@ -76,7 +79,8 @@ def test_without_a_declared_proxy_a_forged_forwarded_for_gains_no_share(make_app
     assert [m.to_address for m in mails(session)] == ["forger0@example.net", "forger1@example.net"]
 
 
-def test_a_held_mail_leaves_when_the_hour_has_room(make_app, session: Session, smtp_server: SmtpSink) -> None:  # type: ignore[no-untyped-def]
+def test_a_held_mail_leaves_when_the_hour_has_room(make_app: Callable[..., Flask], session: Session,
+                                                   smtp_server: SmtpSink) -> None:
     """Two an hour: the 3rd and 4th readers' mails wait in the outbox, each for its slot, and their links work."""
     app = make_app(CONFIRM_MAILS_PER_HOUR=2)
     client = english(app.test_client())
@@ -102,7 +106,7 @@ def test_a_held_mail_leaves_when_the_hour_has_room(make_app, session: Session, s
 
 
 def test_a_mail_that_would_wait_too_long_is_dropped_with_a_log_line(
-    make_app, session: Session, caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+    make_app: Callable[..., Flask], session: Session, caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = make_app(CONFIRM_MAILS_PER_HOUR=1, CONFIRM_MAX_WAIT_HOURS=1)
     client = english(app.test_client())
