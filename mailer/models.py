@@ -170,8 +170,9 @@ class OutboundMail(Base):
 
     ``subscriptions/`` renders the mail and inserts a row when it applies a
     signup (see ``QueuedSignup``); the outbox worker of ``delivery/`` (a thread of the web app) sends it
-    right after, so the answer never waits on SMTP and is the same for every
-    address. Rows are the meeting point, so neither package imports the other.
+    right after (or, when the signups' hourly cap held it back, at its ``not_before``), so the answer
+    never waits on SMTP and is the same for every address. Rows are the meeting point, so neither
+    package imports the other.
     """
 
     __tablename__ = "outbound_mails"
