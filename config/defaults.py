@@ -107,13 +107,18 @@ SMTP_TIMEOUT = 60
 # An address for RFC 2369 mailto: unsubscribes next to the one-click link;
 # None: the link alone (set it only if mail to it is really processed).
 UNSUBSCRIBE_MAILTO = None
-# Confirmation mails: per address and overall.
+# Confirmation mails: per address and overall. Past the hourly cap a mail
+# waits (oldest first), unless it would wait longer than CONFIRM_MAX_WAIT_HOURS;
+# each source network (IPv4 /24, IPv6 /48) may queue 1/20 of the cap an hour,
+# its mails past that are dropped (mailer/subscriptions/budget.py).
 CONFIRM_MAILS_PER_HOUR = 500
 # "My data" links (consent record, download, erasure), mailed on request from
 # the preferences page: how long one works, and how many a reader may ask for
 # (Flask-Limiter notation; past it, the page answers the same and mails nothing).
 DATA_LINK_MINUTES = 60
 DATA_LINK_LIMIT = "3/hour;10/day"
+CONFIRM_MAILS_PER_NETWORK_PER_HOUR = 25
+CONFIRM_MAX_WAIT_HOURS = 24
 # The signup form refuses answers sent sooner than this after the page loaded
 # (bots post at once; people take a few seconds to type an address).
 SIGNUP_MIN_SECONDS = 3

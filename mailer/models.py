@@ -176,13 +176,16 @@ class OutboundMail(Base):
 
     ``subscriptions/`` renders the mail and inserts a row when it applies a
     signup (see ``QueuedSignup``); the outbox worker of ``delivery/`` (a thread of the web app) sends it
-    right after, so the answer never waits on SMTP and is the same for every
-    address. Rows are the meeting point, so neither package imports the other.
+    right after (or, when the signups' hourly cap held it back, at its ``not_before``), so the answer
+    never waits on SMTP and is the same for every address. Rows are the meeting point, so neither
+    package imports the other.
     """
 
     __tablename__ = "outbound_mails"
-    # The signups' hourly cap counts one kind's rows of the last hour on it.
-    __table_args__ = (Index("ix_outbound_mails_kind_created", "kind", "created_at"),)
+    # The signups' hourly cap counts one kind's rows by ``not_before``; a
+    # network's share, its rows of the last hour (mailer/subscriptions/budget.py).
+    __table_args__ = (Index("ix_outbound_mails_kind_not_before", "kind", "not_before"),
+                      Index("ix_outbound_mails_network_created", "network", "created_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int | None] = mapped_column(
@@ -199,6 +202,11 @@ class OutboundMail(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # When the outbox tries again (None: at once); also a sender's claim.
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When it may leave: its creation, or later when CONFIRM_MAILS_PER_HOUR held it back
+    # (next_attempt_at says so to the outbox too).
+    not_before: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # A signup's source network, as a keyed hash (its share of the cap); None for an import's mail.
+    network: Mapped[str | None] = mapped_column(String(16))
 
 
 class AdminUser(Base):

@@ -68,14 +68,17 @@ def build_mail(row: OutboundMail, settings: MailSettings, eightbit: bool = False
 
 def send_outbox(
     app: Flask, *, transport: Transport | None = None, limit: int = 100, stop: threading.Event | None = None,
+    now: datetime | None = None,
 ) -> int:
     """Send every due ``OutboundMail`` row; return how many were sent.
 
     Safe to call from several processes at once (the scheduler's job, the
     web app's thread). A server that cannot be reached leaves the rows for a
-    later try and ends the pass; ``stop`` ends it between two mails.
+    later try and ends the pass; ``stop`` ends it between two mails. Due:
+    rows whose ``next_attempt_at`` (a retry, or a confirmation the signups'
+    hourly cap held back) has come by ``now`` (the clock's; tests move it).
     """
-    return outbox_pass(app, transport=transport, limit=limit, stop=stop).sent
+    return outbox_pass(app, transport=transport, limit=limit, stop=stop, now=now).sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,8 @@ class OutboxPass:
 
 
 def outbox_pass(
-    app: Flask, *, transport: Transport | None = None, limit: int = 100, stop: threading.Event | None = None
+    app: Flask, *, transport: Transport | None = None, limit: int = 100, stop: threading.Event | None = None,
+    now: datetime | None = None,
 ) -> OutboxPass:
     """``send_outbox``, also telling whether the server was unreachable; ``stop`` ends it between mails."""
     config = app.config
@@ -110,8 +114,9 @@ def outbox_pass(
                 due = session.execute(
                     select(OutboundMail.id, OutboundMail.attempts)
                     .where(OutboundMail.sent_at.is_(None), OutboundMail.attempts < GIVE_UP_ATTEMPTS,
-                           or_(OutboundMail.next_attempt_at.is_(None), OutboundMail.next_attempt_at <= utcnow()))
-                    # Signups first (False sorts first), then an import's bulk.
+                           or_(OutboundMail.next_attempt_at.is_(None),
+                               OutboundMail.next_attempt_at <= (now or utcnow())))
+                    # Signups first (False sorts first), oldest first, then an import's bulk.
                     .order_by(OutboundMail.kind == MAIL_IMPORT_CONFIRM, OutboundMail.id).limit(limit)
                 ).all()
             for mail_id, attempts in due:

@@ -56,9 +56,10 @@ class ConfirmationTemplate:
                        text=self.text.replace(ADDRESS_SLOT, shown))
 
     def values(self, config: Mapping[str, Any], subscriber_id: int, nonce: str) -> dict[str, Any]:
-        """The outbox row of the mail (``for_address`` first), for an INSERT."""
+        """The outbox row of the mail (``for_address`` first), for an INSERT: to leave at once."""
         assert self.to_address, "for_address() first"
         token = confirm_token(subscriber_id, nonce, config["SECRET_KEY"])
+        now = utcnow()
         return {
             "subscriber_id": subscriber_id,
             "kind": self.kind,
@@ -67,7 +68,8 @@ class ConfirmationTemplate:
             # Tokens are URL-safe base64 and dots: nothing to escape in HTML.
             "html": self.html.replace(TOKEN_SLOT, token),
             "text": self.text.replace(TOKEN_SLOT, token),
-            "created_at": utcnow(),
+            "created_at": now,
+            "not_before": now,
             "attempts": 0,
         }
 

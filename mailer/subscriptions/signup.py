@@ -18,10 +18,11 @@ confirmation mails). So
 
 The rules, whatever the address's state: a new, pending, unsubscribed,
 bounced, complained or erased address gets a (fresh) confirmation mail (it
-stays in its state until the link is clicked), within the
-mail-bombing limits; a confirmed one gets nothing and keeps its settings,
-since anybody can type anybody's address into the form. Every request gets
-one consent event.
+stays in its state until the link is clicked), within the mail-bombing limits
+and the confirmation budget (``budget.py``: past the hourly cap the mail waits
+in the outbox, past its network's share it is dropped); a confirmed one gets
+nothing and keeps its settings, since anybody can type anybody's address into
+the form. Every request gets one consent event.
 
 Batches are claimed (``claimed_by``), so two workers never apply the same
 requests, and written with optimistic checks (a known subscriber is updated
@@ -36,6 +37,7 @@ import enum
 import logging
 import secrets
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,12 +50,13 @@ from sqlalchemy.exc import IntegrityError
 
 from mailer.db import get_engine
 from mailer.locks import advisory_key
-from mailer.models import QueuedSignup, Subscriber, SubscriberStatus, utcnow
+from mailer.models import MAIL_CONFIRM, QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import Address, erased_hash
+from mailer.subscriptions.budget import OUTBOX, Allowance, Budget, Refusal, Source, read_budget, source_of
 from mailer.subscriptions.consent import INSERT_EVENT
-from mailer.subscriptions.mails import confirmation_template, notify_outbox
-from mailer.subscriptions.throttle import OUTBOX, hourly_budget, recent_sends, recently_mailed
+from mailer.subscriptions.mails import ConfirmationTemplate, confirmation_template, notify_outbox
+from mailer.subscriptions.throttle import recent_sends, recently_mailed
 
 log = logging.getLogger("mailer.subscriptions")
 
@@ -83,9 +86,14 @@ CLAIM = (
 )
 RELEASE = delete(QUEUE).where(QUEUE.c.id.in_(bindparam("ids", expanding=True)),
                               QUEUE.c.claimed_by == bindparam("token"))
+# A confirmation to the subscriber that the hourly cap held back is still in the outbox, untried.
+WAITING = select(OUTBOX.c.id).where(
+    OUTBOX.c.subscriber_id == SUBSCRIBERS.c.id, OUTBOX.c.kind == MAIL_CONFIRM, OUTBOX.c.sent_at.is_(None),
+    OUTBOX.c.attempts == 0, OUTBOX.c.not_before > OUTBOX.c.created_at,
+).exists()
 READ_SUBSCRIBERS = select(
     SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_hash, SUBSCRIBERS.c.status, SUBSCRIBERS.c.confirm_nonce,
-    SUBSCRIBERS.c.confirmations_sent, SUBSCRIBERS.c.unsubscribed_at,
+    SUBSCRIBERS.c.confirmations_sent, SUBSCRIBERS.c.unsubscribed_at, WAITING.label("waiting"),
 ).where(SUBSCRIBERS.c.email_hash.in_(bindparam("hashes", expanding=True)))
 INSERT_SUBSCRIBERS = insert(SUBSCRIBERS).returning(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_hash,
                                                    sort_by_parameter_order=True)
@@ -97,10 +105,16 @@ _UPDATES: dict[frozenset[str], Any] = {}
 class Outcome(enum.StrEnum):
     """What a signup did (never shown to the requester; kept in its consent event)."""
 
-    MAILED = "mailed"  # a confirmation mail is queued
+    MAILED = "mailed"  # a confirmation mail is queued, to leave at once
+    HELD = "held"  # queued, to leave when CONFIRM_MAILS_PER_HOUR allows
+    WAITING = "waiting"  # the address's held mail has not left yet: it still will
     THROTTLED = "throttled"  # the address had one lately
-    CAPPED = "capped"  # the global hourly cap is reached
+    CAPPED = "capped"  # dropped: the hourly cap would hold it past CONFIRM_MAX_WAIT_HOURS
+    NETWORK_SHARE = "network-share"  # dropped: its network's share of the hour is spent
     ALREADY_CONFIRMED = "already-confirmed"
+
+
+REFUSED = {Refusal.CAP: Outcome.CAPPED, Refusal.NETWORK: Outcome.NETWORK_SHARE}
 
 
 @dataclass(frozen=True)
@@ -148,6 +162,8 @@ class Reader:
     read_nonce: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)
     erased_at: datetime | None = None
+    # A mail held by the hourly cap waits for the reader: its link must stay good.
+    waiting: bool = False
 
     @classmethod
     def known(cls, row: Row[Any]) -> Reader:
@@ -155,17 +171,20 @@ class Reader:
         status = SubscriberStatus(row.status)
         return cls(row.email_hash, row.id, status, row.confirm_nonce, list(row.confirmations_sent or []),
                    read_status=status, read_nonce=row.confirm_nonce,
-                   erased_at=row.unsubscribed_at if status is SubscriberStatus.ERASED else None)
+                   erased_at=row.unsubscribed_at if status is SubscriberStatus.ERASED else None,
+                   waiting=bool(row.waiting))
 
 
 @dataclass(frozen=True)
 class Mail:
-    """A confirmation mail to queue: for whom, in which language, with which nonce."""
+    """A confirmation mail to queue: for whom, in which language, with which nonce, from where, when."""
 
     reader: Reader
     email: str
     language: str
     nonce: str
+    network: str | None  # the key of its source network (budget.Source)
+    held_until: datetime | None = None  # None: it leaves at once
 
 
 @dataclass
@@ -176,13 +195,18 @@ class Plan:
     mails: list[Mail] = field(default_factory=list)
     # One consent event per request: its values, and the reader it belongs to.
     events: list[tuple[Reader, dict[str, Any]]] = field(default_factory=list)
+    # For the log: mails dropped per network, dropped for the cap, and when the held ones leave.
+    dropped: Counter[str] = field(default_factory=Counter)
+    capped: int = 0
+    held: list[datetime] = field(default_factory=list)
 
 
-def plan_batch(rows: Sequence[Row[Any]], known: Mapping[str, Row[Any]], budget: int) -> Plan:
+def plan_batch(rows: Sequence[Row[Any]], known: Mapping[str, Row[Any]], allowance: Allowance,
+               sources: Mapping[str | None, Source | None]) -> Plan:
     """Apply the rules to ``rows`` (queued requests, oldest first), in memory.
 
-    ``known``: the subscribers of these addresses, as read; ``budget``: how
-    many more confirmation mails the hourly cap allows.
+    ``known``: the subscribers of these addresses, as read; ``allowance``:
+    the confirmation budget, spent here; ``sources``: each row's IP's network.
     """
     plan = Plan(readers={email_hash: Reader.known(row) for email_hash, row in known.items()})
     for row in rows:
@@ -191,19 +215,28 @@ def plan_batch(rows: Sequence[Row[Any]], known: Mapping[str, Row[Any]], budget: 
             # Typed in before the reader asked to be erased: the erasure wins,
             # and nothing of the request is kept.
             continue
+        source = sources.get(row.ip)
+        network = source.key if source is not None else None
+        refusal = allowance.refusal(network)
         if reader is None:
             reader = plan.readers[row.email_hash] = _new_reader(row)
-            outcome = Outcome.CAPPED if budget <= 0 else Outcome.MAILED
+            outcome = REFUSED[refusal] if refusal is not None else Outcome.MAILED
             if outcome is Outcome.MAILED:
                 reader.sent = [row.received_at.isoformat()]
                 reader.changes["confirmations_sent"] = reader.sent
         else:
-            outcome = _known_request(reader, row, capped=budget <= 0)
+            outcome = _known_request(reader, row, REFUSED[refusal] if refusal is not None else None)
         if outcome is Outcome.MAILED:
-            budget -= 1
-            plan.mails.append(Mail(reader, row.email, row.language, reader.nonce))
+            at = allowance.spend(network)
+            held = at > allowance.now
+            if held:
+                outcome, reader.waiting = Outcome.HELD, True
+                plan.held.append(at)
+            plan.mails.append(Mail(reader, row.email, row.language, reader.nonce, network, at if held else None))
+        elif outcome is Outcome.NETWORK_SHARE:
+            plan.dropped[source.network if source is not None else "?"] += 1
         elif outcome is Outcome.CAPPED:
-            log.error("confirmation mail not sent: CONFIRM_MAILS_PER_HOUR reached")
+            plan.capped += 1
         plan.events.append((reader, _signup_event(row, outcome)))
     return plan
 
@@ -220,20 +253,21 @@ def _new_reader(row: Row[Any]) -> Reader:
     return reader
 
 
-def _known_request(reader: Reader, row: Row[Any], *, capped: bool) -> Outcome:
-    """A signup for an address we have (or had earlier in the batch)."""
+def _known_request(reader: Reader, row: Row[Any], refused: Outcome | None) -> Outcome:
+    """A signup for an address we have (or had earlier in the batch); ``refused``: the budget's answer."""
     at = row.received_at
     reader.changes["last_signup_at"] = at
     if reader.status is SubscriberStatus.CONFIRMED:
         return Outcome.ALREADY_CONFIRMED
-    if recently_mailed(reader.sent, at):
+    throttled = recently_mailed(reader.sent, at)
+    if throttled or reader.waiting:
         if reader.status is SubscriberStatus.PENDING:
-            # Still the same reader: new choices, the latest mailed link stays
-            # good, and the purge counts from now.
+            # Still the same reader: new choices, the latest mailed link (or
+            # the one still waiting to leave) stays good, and the purge counts from now.
             reader.changes.update(topics=row.topics, language=row.language, confirm_requested_at=at, updated_at=at)
-        return Outcome.THROTTLED
-    if capped:
-        return Outcome.CAPPED
+        return Outcome.THROTTLED if throttled else Outcome.WAITING
+    if refused is not None:
+        return refused
     # A new nonce voids the links of earlier signups; back on an erased row,
     # the address is stored again: it is a new consent.
     reader.nonce = new_nonce()
@@ -292,62 +326,97 @@ def claim_batch(engine: Engine, limit: int = BATCH, now: datetime | None = None)
     return token, sorted(rows, key=lambda row: row.id)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Claimed rows and what the batch reads once about them."""
+
+    token: str
+    rows: list[Row[Any]]
+    sources: dict[str | None, Source | None]  # each IP's network
+
+    @property
+    def networks(self) -> set[str]:
+        """The keys of the networks the batch's requests came from."""
+        return {source.key for source in self.sources.values() if source is not None}
+
+
 def apply_batch(app: Flask, engine: Engine, token: str, rows: list[Row[Any]]) -> int:
     """Apply claimed rows; return how many (0 if another worker took them over)."""
     config = app.config
+    secret = str(config["SECRET_KEY"])
+    batch = Batch(token, rows, {ip: source_of(ip, secret) for ip in {row.ip for row in rows}})
     for attempt in range(ATTEMPTS):
         with engine.connect() as conn:
-            known, budget = _read(config, conn, rows)
-            plan = plan_batch(rows, known, budget)
+            known, budget, now = _read(config, conn, batch)
+            plan = plan_batch(rows, known, budget.allowance(config, now), batch.sources)
             try:
                 with conn.begin():
-                    mailed = _write(config, conn, token, rows, known, plan)
+                    plan = _write(config, conn, batch, known, plan, budget)
             except ClaimLost:
                 log.warning("signup batch taken over by another worker (this one was too slow)")
                 return 0
             except (Conflict, IntegrityError):
                 log.info("signup batch met another writer (attempt %d): applying it again", attempt + 1)
                 continue
-        if mailed:
+        if plan.mails:
             notify_outbox(app)
+        _log_budget(config, plan)
         return len(rows)
     log.error("signup batch of %d requests not applied after %d attempts; it will be retried", len(rows), ATTEMPTS)
     return 0
 
 
-def _read(config: Mapping[str, Any], conn: Connection, rows: list[Row[Any]]) -> tuple[dict[str, Row[Any]], int]:
-    """The subscribers of the batch's addresses and the hourly budget, read outside any write transaction."""
-    hashes = sorted({row.email_hash for row in rows})
+def _log_budget(config: Mapping[str, Any], plan: Plan) -> None:
+    """One line per network whose mails were dropped, one for the cap's drops, one for the held mails."""
+    for network, count in plan.dropped.items():
+        log.warning("%d confirmation mail(s) not queued: %s has spent its CONFIRM_MAILS_PER_NETWORK_PER_HOUR (%s)",
+                    count, network, config["CONFIRM_MAILS_PER_NETWORK_PER_HOUR"])
+    if plan.capped:
+        log.error("%d confirmation mail(s) not queued: CONFIRM_MAILS_PER_HOUR (%s) would hold them longer than "
+                  "CONFIRM_MAX_WAIT_HOURS", plan.capped, config["CONFIRM_MAILS_PER_HOUR"])
+    if plan.held:
+        log.warning("%d confirmation mail(s) wait for CONFIRM_MAILS_PER_HOUR (%s); the last leaves at %s UTC",
+                    len(plan.held), config["CONFIRM_MAILS_PER_HOUR"], max(plan.held).isoformat(timespec="seconds"))
+
+
+def _read(config: Mapping[str, Any], conn: Connection,
+          batch: Batch) -> tuple[dict[str, Row[Any]], Budget, datetime]:
+    """The subscribers of the batch's addresses and the confirmation budget (and when it was read),
+    read outside any write transaction."""
+    hashes = sorted({row.email_hash for row in batch.rows})
     # An erased reader's row keeps only the keyed hash: look for both, and
     # file what is found under the plain one, as the requests are.
     plain_of = {erased_hash(plain, config["SECRET_KEY"]): plain for plain in hashes}
     known = {plain_of.get(row.email_hash, row.email_hash): row
              for row in conn.execute(READ_SUBSCRIBERS, {"hashes": hashes + sorted(plain_of)})}
-    budget = hourly_budget(conn, config, utcnow())
+    now = utcnow()
+    budget = read_budget(conn, config, now, batch.networks, len(batch.rows))
     conn.rollback()  # end the read (PostgreSQL opened a transaction for it)
-    return known, budget
+    return known, budget, now
 
 
-def _write(config: Mapping[str, Any], conn: Connection, token: str, rows: list[Row[Any]],
-           known: Mapping[str, Row[Any]], plan: Plan) -> bool:
-    """The batch's one write transaction; True if it queued mail. Raises Conflict or ClaimLost.
+def _write(config: Mapping[str, Any], conn: Connection, batch: Batch, known: Mapping[str, Row[Any]],
+           plan: Plan, budget: Budget) -> Plan:
+    """The batch's one write transaction; the plan written. Raises Conflict or ClaimLost.
 
     The plan was made before, so that the write lock (the whole database on
     SQLite) is held only for the writes. Batches write one at a time (on
     SQLite that lock, on PostgreSQL a transaction-level advisory lock), so
-    the hourly budget read again here is exact: when another batch spent
+    the budget read again here is exact: when another batch spent some of
     it meanwhile, the rules run again with what is left.
     """
+    rows = batch.rows
     templates = {(mail.language, mail.email): confirmation_template(config, mail.language).for_address(mail.email)
                  for mail in plan.mails}
-    if conn.execute(RELEASE, {"ids": [row.id for row in rows], "token": token}).rowcount != len(rows):
+    if conn.execute(RELEASE, {"ids": [row.id for row in rows], "token": batch.token}).rowcount != len(rows):
         raise ClaimLost
     if conn.dialect.name == "postgresql":
         conn.execute(BATCH_LOCK)
     if plan.mails:
-        budget = hourly_budget(conn, config, utcnow())
-        if len(plan.mails) > budget:
-            plan = plan_batch(rows, known, budget)
+        now = utcnow()
+        fresh = read_budget(conn, config, now, batch.networks, len(rows))
+        if fresh != budget:
+            plan = plan_batch(rows, known, fresh.allowance(config, now), batch.sources)
     new = sorted((reader for reader in plan.readers.values() if reader.id is None), key=lambda r: r.email_hash)
     if new:
         ids = {found.email_hash: found.id for found in conn.execute(
@@ -358,15 +427,22 @@ def _write(config: Mapping[str, Any], conn: Connection, token: str, rows: list[R
         if reader.read_status is not None and reader.changes:
             _update(conn, reader)
     if plan.mails:
-        conn.execute(INSERT_MAILS, [
-            (templates.get((mail.language, mail.email))
-             or confirmation_template(config, mail.language).for_address(mail.email))
-            .values(config, cast(int, mail.reader.id), mail.nonce)
-            for mail in plan.mails
-        ])
+        conn.execute(INSERT_MAILS, [_mail_row(config, templates, mail) for mail in plan.mails])
     if plan.events:
         conn.execute(INSERT_EVENT, [{**values, "subscriber_id": reader.id} for reader, values in plan.events])
-    return bool(plan.mails)
+    return plan
+
+
+def _mail_row(config: Mapping[str, Any], templates: Mapping[tuple[str, str], ConfirmationTemplate],
+              mail: Mail) -> dict[str, Any]:
+    """The outbox row of a planned mail: its network, and when a held one may leave."""
+    template = (templates.get((mail.language, mail.email))
+                or confirmation_template(config, mail.language).for_address(mail.email))
+    values = template.values(config, cast(int, mail.reader.id), mail.nonce)
+    values["network"], values["next_attempt_at"] = mail.network, mail.held_until
+    if mail.held_until is not None:
+        values["not_before"] = mail.held_until
+    return values
 
 
 def _update(conn: Connection, reader: Reader) -> None:

@@ -1,7 +1,7 @@
 """Erased readers keep a keyed hash (HMAC-SHA256), not the plain sha256 of the address
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-03 20:00:00
 
 Rows erased before this kept ``sha256(address)``, which anyone with a list of
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0011'
-down_revision: str | None = '0008'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -75,13 +75,20 @@ def test_throttled_request_keeps_the_mailed_link_working(app: Flask, client: Fla
 
 
 def test_global_hourly_cap(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+    """Past the cap a mail is not lost: it waits in the outbox for the hour that has room, oldest first."""
     app = make_app(CONFIRM_MAILS_PER_HOUR=3)
     client = app.test_client()
     for n in range(5):
         assert subscribe(client, app, f"reader{n}@example.it").status_code == 200
-    assert len(mails(session)) == 3
-    capped = subscriber(session, "reader4@example.it")
-    assert events(session, capped.email_hash)[-1].details["outcome"] == "capped"
+    queued = mails(session)
+    assert [m.to_address for m in queued] == [f"reader{n}@example.it" for n in range(5)]
+    assert [m.not_before > m.created_at for m in queued] == [False, False, False, True, True]
+    # At most three in any hour: the 4th leaves an hour after the 1st, the 5th an hour after the 2nd.
+    assert [m.not_before for m in queued[3:]] == [m.not_before + timedelta(hours=1) for m in queued[:2]]
+    assert [(m.next_attempt_at, m.attempts, m.sent_at) for m in queued[3:]] == [
+        (m.not_before, 0, None) for m in queued[3:]]  # the outbox leaves them until then
+    held = subscriber(session, "reader4@example.it")
+    assert events(session, held.email_hash)[-1].details["outcome"] == "held"
 
 
 def test_the_hourly_cap_holds_within_one_batch(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
@@ -90,9 +97,9 @@ def test_the_hourly_cap_holds_within_one_batch(make_app, session: Session) -> No
         enqueue(get_engine(app), request_for(app, f"reader{n}@example.it"))
     with app.app_context():
         assert apply_queue(app) == 5
-    assert len(mails(session)) == 3
+    assert len(mails(session)) == 5
     assert [e.details["outcome"] for e in session.scalars(select(ConsentEvent).order_by(ConsentEvent.id))] == [
-        "mailed", "mailed", "mailed", "capped", "capped"]
+        "mailed", "mailed", "mailed", "held", "held"]
 
 
 def _interleaved(app: Flask, monkeypatch: pytest.MonkeyPatch, first: list[str], second: list[str]) -> list[str]:
@@ -138,8 +145,13 @@ def test_the_hourly_cap_holds_between_concurrent_batches(make_app, session: Sess
     app = make_app(CONFIRM_MAILS_PER_HOUR=4)
     outcomes = _interleaved(app, monkeypatch, ["a@example.it", "b@example.it", "c@example.it"],
                             ["d@example.it", "e@example.it", "f@example.it"])
-    assert outcomes == ["mailed", "mailed", "mailed", "mailed", "capped", "capped"]
-    assert len(mails(session)) == 4
+    assert outcomes == ["mailed", "mailed", "mailed", "mailed", "held", "held"]
+    queued = mails(session)
+    assert len(queued) == 6
+    held = [m for m in queued if m.not_before > m.created_at]
+    assert [m.to_address for m in held] == ["b@example.it", "c@example.it"]
+    first_hour = sorted(m.not_before for m in queued if m not in held)
+    assert [m.not_before for m in held] == [moment + timedelta(hours=1) for moment in first_hour[:2]]
 
 
 def test_stale_read_of_a_new_address_cannot_send_twice(app: Flask, session: Session,
@@ -191,13 +203,17 @@ def test_an_import_being_written_does_not_spend_the_signups_hourly_budget(make_a
     from sqlalchemy import Table, insert
 
     from mailer.models import MAIL_CONFIRM, MAIL_IMPORT_CONFIRM, OutboundMail, utcnow
-    from mailer.subscriptions.throttle import hourly_budget
+    from mailer.subscriptions.budget import read_budget
+
+    def hourly_budget(conn: Any, config: Any, now: Any) -> int:
+        return int(config["CONFIRM_MAILS_PER_HOUR"]) - read_budget(conn, config, now, [], 1).count
 
     outbox = cast(Table, OutboundMail.__table__)
 
     def row(kind: str) -> dict[str, object]:
+        now = utcnow()
         return {"kind": kind, "to_address": "a@example.it", "subject": "s", "html": "h", "text": "t",
-                "created_at": utcnow(), "attempts": 0}
+                "created_at": now, "not_before": now, "attempts": 0}
 
     app = make_app(CONFIRM_MAILS_PER_HOUR=100)
     engine = get_engine(app)

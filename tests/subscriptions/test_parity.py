@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from mailer.db import get_engine
 from mailer.models import Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions.signup import Outcome
-from tests.subscriptions.conftest import events, signup_at, subscriber
+from mailer.tokens import read_confirm_token
+from tests.subscriptions.conftest import confirm_path, events, mails, signup_at, subscriber
 from tests.subscriptions.test_limits import request_for
 
 VERB_TABLE = re.compile(r"^\s*(SELECT|INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)?", re.IGNORECASE)
@@ -66,9 +67,9 @@ def row_counts(session: Session) -> dict[str, int]:
     return {table: int(session.scalar(text(f"SELECT COUNT(*) FROM {table}")) or 0) for table in TABLES}
 
 
-def api_signup(client: FlaskClient, email: str) -> bytes:
-    """One signup through the JSON API; every address gets the same answer."""
-    response = client.post("/api/subscribe", json={"email": email, "consent": True})
+def api_signup(client: FlaskClient, email: str, ip: str = "127.0.0.1") -> bytes:
+    """One signup through the JSON API, from ``ip``; every address gets the same answer."""
+    response = client.post("/api/subscribe", json={"email": email, "consent": True}, environ_base={"REMOTE_ADDR": ip})
     assert response.status_code == 202
     assert response.get_json()["status"] == "accepted"
     return response.get_data()
@@ -87,43 +88,63 @@ def prepare(app: Flask, session: Session) -> None:
 
 
 def test_every_state_runs_the_same_request(app: Flask, client: FlaskClient, session: Session) -> None:
+    """Whatever the address, and whatever the budget does with its mail (sent, held, dropped)."""
     prepare(app, session)
     runs: dict[str, list[tuple[str, str, int]]] = {}
     answers: dict[str, bytes] = {}
     added: dict[str, dict[str, int]] = {}
 
-    def run(name: str, email: str) -> None:
+    def run(name: str, email: str, ip: str = "127.0.0.1") -> None:
         before = row_counts(session)
         with recorded(app) as statements:
-            answers[name] = api_signup(client, email)  # the client waits for the worker to apply it
+            answers[name] = api_signup(client, email, ip)  # the client waits for the worker to apply it
         runs[name] = statements
         after = row_counts(session)
         added[name] = {table: after[table] - before[table] for table in TABLES}
 
     for name in ("new", "pending", "confirmed", "unsubscribed", "recent"):
         run(name, f"{name}@example.it")
-    app.config["CONFIRM_MAILS_PER_HOUR"] = 0  # and with the hourly cap reached
-    run("capped-new", "capped-new@example.it")
-    run("capped-pending", "pending@example.it")
+    # One mail an hour per network: the second from 198.51.100.0/24 is dropped.
+    app.config["CONFIRM_MAILS_PER_NETWORK_PER_HOUR"] = 1
+    run("network-first", "network-first@example.it", "198.51.100.7")
+    run("network-spent", "network-spent@example.it", "198.51.100.8")
+    # The hourly cap reached: the mail waits; asked for again (20 minutes on) while it waits, no second one.
+    app.config["CONFIRM_MAILS_PER_HOUR"] = len(mails(session))
+    run("held", "held@example.it")
+    twenty_minutes_ago = (utcnow() - timedelta(minutes=20)).isoformat()
+    session.execute(update(Subscriber).where(Subscriber.email == "held@example.it")
+                    .values(confirmations_sent=[twenty_minutes_ago]))
+    session.commit()
+    run("waiting", "held@example.it")
+    # The cap would hold it past CONFIRM_MAX_WAIT_HOURS: dropped.
+    app.config["CONFIRM_MAX_WAIT_HOURS"] = 0
+    run("capped", "capped@example.it")
 
     # The request itself: one INSERT into the queue, the same answer.
     assert runs == {name: [("INSERT INTO", "signup_queue", 0)] for name in runs}
     assert len(set(answers.values())) == 1
     # Applied after the answer: the queue emptied, one consent event each, mail where due.
     for name in runs:
-        mailed = name in ("new", "pending", "unsubscribed")
-        new = name in ("new", "capped-new")
+        mailed = name in ("new", "pending", "unsubscribed", "network-first", "held")
+        new = name in ("new", "network-first", "network-spent", "held", "capped")
         assert added[name] == {"subscribers": int(new), "outbound_mails": int(mailed), "consent_events": 1,
                                "signup_queue": 0}, name
-    addresses = {name: name.removeprefix("capped-") if name != "capped-new" else name for name in runs}
+    addresses = {name: "held" if name == "waiting" else name for name in runs}
     outcomes = {name: events(session, subscriber(session, f"{addresses[name]}@example.it")
-                             .email_hash)[-1 if name != "pending" else -2].details["outcome"]
+                             .email_hash)[-1 if name != "held" else -2].details["outcome"]
                 for name in runs}
     assert outcomes == {
         "new": Outcome.MAILED, "pending": Outcome.MAILED, "confirmed": Outcome.ALREADY_CONFIRMED,
         "unsubscribed": Outcome.MAILED, "recent": Outcome.THROTTLED,
-        "capped-new": Outcome.CAPPED, "capped-pending": Outcome.THROTTLED,
+        "network-first": Outcome.MAILED, "network-spent": Outcome.NETWORK_SHARE,
+        "held": Outcome.HELD, "waiting": Outcome.WAITING, "capped": Outcome.CAPPED,
     }
+    # The held mail's link stays the one that works: the second request kept its nonce.
+    held = mails(session, "held@example.it")
+    assert len(held) == 1 and held[0].not_before > held[0].created_at
+    with app.app_context():
+        token = confirm_path(held[0]).removeprefix("/confirm/")
+        assert read_confirm_token(token)[1] == subscriber(session, "held@example.it").confirm_nonce
 
 
 def test_a_confirmed_reader_keeps_everything_but_the_attempt(app: Flask, client: FlaskClient,
