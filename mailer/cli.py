@@ -129,19 +129,26 @@ def feeds_fetch() -> None:
 def digest_send() -> None:
     """Finish any unfinished digest, then compose and send a new one if any.
 
-    Exit 0 when every delivery is settled, 75 when some wait for a retry,
-    1 on error, a paused digest included.
+    Exit 0 when every delivery is settled, 75 when some wait for a retry
+    or a signal stopped the send, 1 on error, a paused digest included.
     """
     from mailer import scheduler
     from mailer.delivery import DeliveryError
     from mailer.delivery.run import deliveries
+    from mailer.shutdown import stop_on_signals
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        report = scheduler.send_digest(app, poll=False, echo=click.echo)
-    except DeliveryError as exc:
-        # SenderBusyError (another sender holds a SQLite queue) exits 75.
-        fail(str(exc), exc.exit_status)
+    # SIGTERM (systemd, Docker) or Ctrl-C: the messages in flight are finished and recorded, then 75.
+    with stop_on_signals() as stop:
+        try:
+            report = scheduler.send_digest(app, poll=False, echo=click.echo, stop=stop)
+        except DeliveryError as exc:
+            # SenderBusyError (another sender holds a SQLite queue) exits 75.
+            fail(str(exc), exc.exit_status)
+    if stop.is_set():
+        click.echo("stopped: the messages in flight were sent and recorded; "
+                   "run 'digest send' again to send the rest", err=True)
+        sys.exit(EX_TEMPFAIL)
     for digest_id, _reason in getattr(report, "paused", []):
         click.echo(f"digest {digest_id} was paused: fix the cause, then 'digest resume {digest_id}'", err=True)
     # A paused digest's deliveries are not settled: the operator has to act (the line above, or the

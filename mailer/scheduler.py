@@ -9,7 +9,6 @@ them under their locks.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC
@@ -31,6 +30,7 @@ from mailer.digest import compose_digest, skip_reason
 from mailer.feeds import FetchResult, fetch_all_feeds, sync_configured_feeds
 from mailer.models import utcnow
 from mailer.runner import Job, SchedulerT, build_scheduler
+from mailer.shutdown import die_by_signal, stop_on_signals
 from mailer.subscriptions import apply_queue, purge_unconfirmed, suppress_bounced
 
 log = logging.getLogger("mailer.scheduler")
@@ -197,22 +197,15 @@ def run_forever(app: Flask) -> None:
     saves its state and returns; a feed poll abandons its downloads; queued
     runs do not start; then this returns.
     """
-    stop = threading.Event()
-    scheduler = build_scheduler(app, new_scheduler(app, BackgroundScheduler), JOBS, stop)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("%s received: finishing the messages in flight", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
-    scheduler.start()
-    log.info("scheduler started: %s", describe(scheduler))
-    # The main thread only waits: the jobs run in the executors' threads,
-    # and the signal handler never does more than set the event.
-    while not stop.wait(3600):
-        pass
-    scheduler.shutdown(wait=True)
+    # The main thread only waits: the jobs run in the executors' threads, so
+    # the handler may log. A second signal ends the process at once.
+    with stop_on_signals(log.info, at_once=die_by_signal) as stop:
+        scheduler = build_scheduler(app, new_scheduler(app, BackgroundScheduler), JOBS, stop)
+        scheduler.start()
+        log.info("scheduler started: %s", describe(scheduler))
+        while not stop.wait(3600):
+            pass
+        scheduler.shutdown(wait=True)
     log.info("scheduler stopped")
 
 

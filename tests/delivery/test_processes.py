@@ -67,6 +67,63 @@ def test_killed_with_sigkill_mid_way_and_rerun_nobody_is_lost(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_way_records_the_messages_in_flight_and_exits_75(
+    app: Flask, session: Session, smtp_server: SmtpSink, tmp_path: Path, signum: signal.Signals
+) -> None:
+    made = make_digest(session, 80)
+    env = _env(app, smtp_server, tmp_path)
+    smtp_server.handler.data_delay = 0.02
+    first = _send(env)
+    smtp_server.wait_for(15, timeout=60)
+    first.send_signal(signum)
+    output, _ = first.communicate(timeout=60)
+    assert first.returncode == 75, output
+    assert f"{signum.name} received: finishing the messages in flight" in output
+    assert "run 'digest send' again to send the rest" in output
+    accepted = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    recorded = [e for e, s in statuses(session, made.digest_id).items() if s == DeliveryStatus.SENT]
+    # Every message the server accepted is recorded as sent: none in flight was left behind.
+    assert sorted(recorded) == sorted(accepted) and len(recorded) < 80
+    assert digest_row(session, made.digest_id).status == DigestStatus.SENDING
+    smtp_server.handler.data_delay = 0
+    second = _send(env)
+    output, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, output
+    copies = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    assert set(copies) == set(made.emails) and set(copies.values()) == {1}  # nobody twice
+    assert digest_row(session, made.digest_id).status == DigestStatus.FINISHED
+
+
+@pytest.mark.slow
+def test_a_second_signal_stops_at_once(
+    app: Flask, session: Session, smtp_server: SmtpSink, tmp_path: Path
+) -> None:
+    made = make_digest(session, 80)
+    env = _env(app, smtp_server, tmp_path)
+    smtp_server.handler.data_delay = 0.5  # the messages in flight would hold the first signal's stop
+    first = _send(env)
+    smtp_server.wait_for(2, timeout=60)
+    first.send_signal(signal.SIGTERM)
+    assert first.stdout is not None
+    seen = [first.stdout.readline() for _ in range(2)]  # the send's first line, then the signal's
+    assert "SIGTERM received" in seen[-1], seen  # a signal sent before this one was taken would merge with it
+    first.send_signal(signal.SIGTERM)
+    output, _ = first.communicate(timeout=60)
+    output = "".join(seen) + output
+    assert first.returncode not in (0, 75), output
+    accepted = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    assert len(accepted) < 80
+    smtp_server.handler.data_delay = 0
+    second = _send(env)
+    output, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, output
+    copies = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
+    assert set(copies) == set(made.emails)
+    assert sum(n - 1 for n in copies.values()) <= CONNECTIONS  # as after a kill: one per connection at most
+
+
+@pytest.mark.slow
 @pytest.mark.postgresql_only
 def test_two_senders_share_a_digest_and_each_reader_gets_one_copy(
     app: Flask, session: Session, smtp_server: SmtpSink, tmp_path: Path
