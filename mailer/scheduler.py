@@ -21,19 +21,25 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from mailer.crontab import cron_trigger
 from mailer.db import get_sessionmaker, session_scope
-from mailer.delivery import DeliveryReport, deliver, send_outbox
+from mailer.delivery import DeliveryReport, SenderBusyError, deliver, send_outbox
 from mailer.delivery.bounces import Source, mark_read, read_paths, record_bounce
 from mailer.digest import compose_digest, skip_reason
 from mailer.feeds import FetchResult, fetch_all_feeds, sync_configured_feeds
-from mailer.models import utcnow
+from mailer.locks import advisory_key
+from mailer.models import Digest, DigestStatus, utcnow
 from mailer.runner import Job, SchedulerT, build_scheduler
 from mailer.shutdown import die_by_signal, stop_on_signals
 from mailer.subscriptions import apply_queue, purge_unconfirmed, suppress_bounced
 
 log = logging.getLogger("mailer.scheduler")
+# Seconds a sender waits for another one's composing before it gives up (exit 75).
+COMPOSE_WAIT = 300
 # Unconfirmed signups are purged every night, in MAILER_TIMEZONE.
 PURGE_SCHEDULE = "17 3 * * *"
 
@@ -68,17 +74,46 @@ def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print,
         _suppress_bounced(app, echo)
         if stop is not None and stop.is_set():
             return report
+        joining: list[int] = []
         with session_scope(app) as session:
+            wait_for_composer(session, echo)
             now = utcnow()
             digest = compose_digest(session, app.config, now)
             if digest is None:
                 echo(f"no new digest: {skip_reason(session, app.config, now) or 'another process composed it'}")
+                # Composed by a sender started with us: join it and carry a share.
+                sending = session.scalars(select(Digest.id).where(Digest.status == DigestStatus.SENDING))
+                joining = [digest_id for digest_id in sending if digest_id not in report.digests]
+                for digest_id in joining:
+                    echo(f"digest {digest_id} is being sent by another process: joining it")
             else:
                 echo(f"composed digest {digest.id} ({digest.period}) with {digest.article_count} articles")
-        if digest is not None:
+        if digest is not None or joining:
             report = report.merge(deliver(app, echo=echo, stop=stop))
             _suppress_bounced(app, echo)
         return report
+
+
+def wait_for_composer(session: Session, echo: Callable[[str], None]) -> None:
+    """PostgreSQL: compose one at a time, waiting (bounded) for a composer's commit.
+
+    The lock is the transaction's: it goes with the composer's commit, after
+    which this sender sees the digest composed and joins its send instead of
+    rendering it a second time. SQLite serialises writers by itself.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = {"key": advisory_key("compose")}
+    if session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), key):
+        return
+    echo(f"another process is composing the digest: waiting for it (at most {COMPOSE_WAIT} s)")
+    session.execute(text(f"SET LOCAL lock_timeout = '{COMPOSE_WAIT}s'"))
+    try:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), key)
+    except OperationalError:
+        raise SenderBusyError(f"another process has been composing the digest for {COMPOSE_WAIT} s: "
+                              "try again when it has finished") from None
+    session.execute(text("SET LOCAL lock_timeout = 0"))
 
 
 def process_bounce_mail(app: Flask, sources: Iterable[Source], echo: Callable[[str], None] = print) -> int:

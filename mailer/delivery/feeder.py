@@ -20,12 +20,11 @@ from mailer.delivery import queue as rows
 class Feeder:
     """Runs ``claim`` (or ``take``, for a sender alone) off the main thread."""
 
-    def __init__(self, engine: Engine, me: str, lease: float, batch: int, exclusive: bool) -> None:
+    def __init__(self, engine: Engine, me: str, lease: float, exclusive: bool) -> None:
         """Nothing runs until the first ``request``."""
         self.engine = engine
         self.me = me
         self.lease = lease
-        self.batch = batch
         self.exclusive = exclusive
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="claims")
         self._local = threading.local()
@@ -36,10 +35,10 @@ class Feeder:
         """True while a claim is going or its result has not been taken."""
         return self._future is not None
 
-    def request(self, digest_id: int, after: int, now: datetime) -> None:
-        """Start claiming the digest's next batch (rows after id ``after`` when alone)."""
+    def request(self, digest_id: int, after: int, now: datetime, limit: int) -> None:
+        """Start claiming up to ``limit`` of the digest's rows (those after id ``after`` when alone)."""
         assert self._future is None, "one claim at a time"
-        self._future = self._executor.submit(self._fetch, digest_id, after, now)
+        self._future = self._executor.submit(self._fetch, digest_id, after, now, limit)
 
     def ready(self, timeout: float = 0.0) -> list[rows.Item] | None:
         """The claimed batch once there (waiting up to ``timeout``), else None."""
@@ -59,13 +58,13 @@ class Feeder:
             conn = self._local.conn = self.engine.connect()
         return conn
 
-    def _fetch(self, digest_id: int, after: int, now: datetime) -> list[rows.Item]:
+    def _fetch(self, digest_id: int, after: int, now: datetime, limit: int) -> list[rows.Item]:
         conn = self._connection()
         try:
             if self.exclusive:
-                items = rows.take(conn, digest_id, after, now, self.batch)
+                items = rows.take(conn, digest_id, after, now, limit)
             else:
-                items = rows.claim(conn, digest_id, self.me, now, self.lease, self.batch)
+                items = rows.claim(conn, digest_id, self.me, now, self.lease, limit)
             conn.commit()
         except BaseException:
             conn.rollback()

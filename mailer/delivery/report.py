@@ -46,6 +46,9 @@ class DeliveryReport:
     # Digests found paused when the run began (by the operator or an earlier
     # run): their deliveries are not settled either.
     still_paused: list[int] = field(default_factory=list)
+    # The sending digests this run took up (a sender that finds another
+    # one's new digest afterwards knows to join it).
+    digests: list[int] = field(default_factory=list)
 
     def merge(self, other: DeliveryReport) -> DeliveryReport:
         """This run followed by ``other``: counts add up, ``deferred`` is the later state."""
@@ -58,6 +61,7 @@ class DeliveryReport:
             paused=self.paused + [p for p in other.paused if p not in self.paused],
             finished=self.finished + [d for d in other.finished if d not in self.finished],
             still_paused=other.still_paused,
+            digests=self.digests + [d for d in other.digests if d not in self.digests],
         )
 
     @property

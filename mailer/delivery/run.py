@@ -105,13 +105,14 @@ class Run:
         read rather than claimed.
         """
         self.exclusive = exclusive
-        self.feeder = Feeder(self.engine, self.me, self.settings.lease, self.settings.batch, exclusive)
+        self.feeder = Feeder(self.engine, self.me, self.settings.lease, exclusive)
         with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 # Each write is one statement, so autocommit saves the COMMIT's
                 # round trip on every batch of outcomes.
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             digests = rows.sending_digests(conn)
+            self.report.digests = list(digests)
             for digest_id, reason in rows.paused_digests(conn):
                 self.echo(f"digest {digest_id} is paused ({reason or 'no reason given'}): "
                           f"'digest resume {digest_id}' sends the rest")
@@ -165,6 +166,9 @@ class Run:
                       f"{min(total, self.settings.connections)} connection(s)")
         feeder = self.feeder
         outstanding, exhausted, last_look, after = 0, False, 0.0, 0
+        # Shared with other senders: small claims first, doubling as they are
+        # sent, so that a sender started a moment later still finds work.
+        size = self.settings.batch if self.exclusive else min(self.settings.batch, 2 * self.settings.connections)
         while True:
             if time.monotonic() - last_look >= 1.0:
                 last_look = time.monotonic()
@@ -172,10 +176,12 @@ class Run:
             stopping = self.halted(digest_id)
             if stopping and outstanding:
                 outstanding -= self.recorder.release(conn, drain(self.inbox))
-            if not stopping and not exhausted and not feeder.busy and outstanding < self.settings.batch:
+            low_water = self.settings.batch if self.exclusive else max(1, size // 2)
+            if not stopping and not exhausted and not feeder.busy and outstanding < low_water:
                 # Alone (SQLite), rows are read from a cursor; with nothing in
                 # flight (after waiting for retries) from the start again.
-                feeder.request(digest_id, after if outstanding else 0, utcnow())
+                feeder.request(digest_id, after if outstanding else 0, utcnow(), size)
+                size = min(self.settings.batch, size * 2)
             claimed = feeder.ready(timeout=0.0 if outstanding else 0.05)
             if claimed is not None:
                 if stopping:
@@ -192,10 +198,10 @@ class Run:
                                          connections=sum(w.is_alive() for w in self.workers))
             outstanding -= done.handled
             progress.advance(done.tried)
-            if outstanding > 0 or feeder.busy:
+            if outstanding > 0 or feeder.busy or not (exhausted or stopping):
                 if outstanding and self.aborted and not any(worker.is_alive() for worker in self.workers):
                     break  # nobody left to finish them: shutdown() releases what is left
-                continue
+                continue  # the last claim found rows: claim again before looking at what is left
             if stopping:
                 break
             wait = self._wait_for(conn, digest_id, window_end)
