@@ -1,10 +1,10 @@
 """One sending thread per SMTP connection.
 
-A worker takes claimed deliveries from the run's inbox, and for each one:
-waits for the rate limit, checks that the reader is still confirmed,
-renders the message and sends it. Before the final "." of a message it
-waits until the previous message's "sent" is committed, so a crash can
-leave at most one accepted but unrecorded message on this connection.
+A worker takes claimed deliveries from its inbox, and for each one: waits
+for the rate limit, checks that the reader is still confirmed, renders the
+message and sends it, ending it only when its gate says the previous one is
+committed (``gate.py``). Its collaborators are narrow: the inbox, the
+results, a ``Switch`` that says when to stop, and what builds the message.
 """
 
 from __future__ import annotations
@@ -13,32 +13,49 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from mailer.delivery.compose import envelope_address
+from mailer.delivery.compose import Composer, envelope_address
 from mailer.delivery.faults import Outcome, classify
+from mailer.delivery.gate import Gate, Result, Results
 from mailer.delivery.queue import Item
+from mailer.delivery.rate import TokenBucket
 from mailer.delivery.report import DeliveryError
 from mailer.delivery.transport import Reply, Transport
 from mailer.models import Subscriber, SubscriberStatus
 
-if TYPE_CHECKING:
-    from mailer.delivery.run import Run
-
 log = logging.getLogger("mailer.delivery")
+Inbox = queue.SimpleQueue[Item | None]  # None: the worker stops
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What happened to one delivery, for the run's main thread to record."""
+class Switch:
+    """When a run's messages must stop leaving: a digest paused, a stop asked, a hard abort."""
 
-    item: Item
-    outcome: Outcome
-    reply: str | None = None
-    worker: Worker | None = None
+    def __init__(self, stop: threading.Event) -> None:
+        """``stop`` (SIGTERM): finish the messages in flight, start no other."""
+        self.stop = stop
+        self.aborted = False
+        self.error: DeliveryError | None = None
+        self._halted: set[int] = set()
+
+    def halted(self, digest_id: int) -> bool:
+        """Whether the digest's remaining messages must not leave (paused, stopping)."""
+        return self.aborted or self.stop.is_set() or digest_id in self._halted
+
+    def halt(self, digest_id: int) -> None:
+        """Stop sending this digest (it was paused)."""
+        self._halted.add(digest_id)
+
+    def is_aborted(self) -> bool:
+        """A hard stop: messages in flight are abandoned before their final "."."""
+        return self.aborted
+
+    def fail(self, error: DeliveryError) -> None:
+        """A worker cannot go on: stop the run, keep the first error."""
+        if self.error is None:
+            self.error = error
+        self.aborted = True
 
 
 class ReaderCheck:
@@ -68,47 +85,44 @@ class ReaderCheck:
         self._conn.close()
 
 
-# Put on the results queue by a worker waiting for a commit: not a result.
-HURRY = Result(None, Outcome.RELEASED)  # type: ignore[arg-type]
-
-
 class Worker(threading.Thread):
-    """Sends the run's messages over one persistent connection."""
+    """Sends messages over one persistent connection."""
 
-    def __init__(self, run: Run, number: int, transport: Transport, check: Callable[[], ReaderCheck]) -> None:
+    def __init__(self, number: int, transport: Transport, check: Callable[[], ReaderCheck], *,
+                 inbox: Inbox, results: Results, switch: Switch, composer: Composer, bucket: TokenBucket,
+                 envelope_from: str) -> None:
         """``check`` opens this thread's database connection for the reader checks."""
         super().__init__(name=f"smtp-{number}", daemon=True)
-        self.owner = run
         self.transport = transport
         self._open_check = check
-        # Set while this connection has no accepted-but-uncommitted message.
-        self.committed = threading.Event()
-        self.committed.set()
+        self._inbox = inbox
+        self._results = results
+        self._switch = switch
+        self._composer = composer
+        self._bucket = bucket
+        self._envelope_from = envelope_from
+        self.gate = Gate(results)
 
     def run(self) -> None:
         """Connect, then send until the inbox hands out ``None``."""
-        run = self.owner
         check: ReaderCheck | None = None
         try:
             check = self._open_check()
             self.transport.open()
-            while True:
-                item = run.inbox.get()
-                if item is None:
-                    break
+            while (item := self._inbox.get()) is not None:
                 try:
                     result = self.deliver(item, check)
                 except BaseException:  # a lost server that will not take us back, or a bug
-                    run.results.put(Result(item, Outcome.RELEASED))
+                    self._results.put(Result(item, Outcome.RELEASED))
                     raise
                 if result.outcome is Outcome.SENT:
-                    self.committed.clear()  # before the main thread can see the result
-                run.results.put(result)
+                    self.gate.hold()  # before the committing thread can see the result
+                self._results.put(result)
         except DeliveryError as exc:
-            run.fail(exc)
+            self._switch.fail(exc)
         except Exception as exc:  # any bug must stop the run, not hang it
             log.exception("sending thread %s failed", self.name)
-            run.fail(DeliveryError(f"sending thread failed: {type(exc).__name__}: {exc}"))
+            self._switch.fail(DeliveryError(f"sending thread failed: {type(exc).__name__}: {exc}"))
         finally:
             self.transport.close()
             if check is not None:
@@ -116,36 +130,27 @@ class Worker(threading.Thread):
 
     def deliver(self, item: Item, check: ReaderCheck) -> Result:
         """Send one delivery (or decide not to) and say what happened."""
-        run = self.owner
-        if run.halted(item.digest_id):
+        if self._switch.halted(item.digest_id):
             return Result(item, Outcome.RELEASED)
-        run.bucket.take()
+        self._bucket.take()
         # Checked after the rate limit's wait, right before the message leaves.
         if not item.email or not check.confirmed(item.subscriber_id):
             return Result(item, Outcome.SKIPPED)
         address, problem = envelope_address(item.email, self.transport.smtputf8)
         if address is None:
             return Result(item, Outcome.FAILED, problem)
-        payload, options = run.composer.payload(item, address, self.transport.eightbit)
+        payload, options = self._composer.payload(item, address, self.transport.eightbit)
         reply: Reply = self.transport.send(
-            run.envelope_from, address, payload, options=options, before_end=self.wait_committed
+            self._envelope_from, address, payload, options=options,
+            before_end=lambda: self.gate.wait(self._switch.is_aborted),
         )
         outcome = classify(reply)
         if outcome is Outcome.PAUSE:  # stop this digest on every connection now, not after the commit
-            run.halt(item.digest_id)
-        return Result(item, outcome, str(reply), self)
-
-    def wait_committed(self) -> bool:
-        """Wait until the previous "sent" is committed; False if the run is stopping hard."""
-        if not self.committed.is_set():
-            self.owner.results.put(HURRY)  # commit now: somebody is waiting for it
-            while not self.committed.wait(0.5):
-                if self.owner.aborted:
-                    return False
-        return not self.owner.aborted
+            self._switch.halt(item.digest_id)
+        return Result(item, outcome, str(reply), self.gate)
 
 
-def drain(inbox: queue.SimpleQueue[Item | None]) -> list[Item]:
+def drain(inbox: Inbox) -> list[Item]:
     """Take every delivery still waiting in ``inbox`` (not the ``None`` stops)."""
     items: list[Item] = []
     while True:
