@@ -134,7 +134,7 @@ def digest_send() -> None:
     """
     from mailer import scheduler
     from mailer.delivery import DeliveryError
-    from mailer.delivery.run import deliveries
+    from mailer.delivery.report import n_deliveries
     from mailer.shutdown import stop_on_signals
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -156,7 +156,7 @@ def digest_send() -> None:
     if getattr(report, "paused", None) or getattr(report, "still_paused", None):
         sys.exit(1)
     if report.deferred:
-        click.echo(f"{deliveries(report.deferred)} deferred by temporary failures: run again later")
+        click.echo(f"{n_deliveries(report.deferred)} deferred by temporary failures: run again later")
         sys.exit(EX_TEMPFAIL)
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
-from mailer.delivery import queue as rows
+from mailer.delivery import deliveries as rows
 
 
 class Feeder:

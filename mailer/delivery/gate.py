@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from mailer.delivery.deliveries import Item
 from mailer.delivery.faults import Outcome
-from mailer.delivery.queue import Item
 
 # The longest a result waits for others to share its commit.
 LINGER = 0.005

@@ -31,14 +31,13 @@ from sqlalchemy import func, or_, select, update
 
 from mailer.background import Worker
 from mailer.db import get_sessionmaker
-from mailer.delivery.compose import envelope_address
 from mailer.delivery.dkim import DkimError, DkimSigner, signer_from_config
 from mailer.delivery.faults import Outcome, classify
 from mailer.delivery.message import MailSettings, transactional_mail
-from mailer.delivery.rate import TokenBucket
+from mailer.delivery.personalise import envelope_address
 from mailer.delivery.report import DeliveryError
-from mailer.delivery.smtp import SmtpTransport
-from mailer.delivery.smtp_url import parse_smtp_url
+from mailer.delivery.senders import TokenBucket
+from mailer.delivery.smtp import SmtpTransport, parse_smtp_url
 from mailer.delivery.transport import Transport, wire_form
 from mailer.models import MAIL_IMPORT_CONFIRM, OutboundMail, utcnow
 

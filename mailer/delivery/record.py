@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, update
 
-from mailer.delivery import queue as rows
+from mailer.delivery import deliveries as rows
 from mailer.delivery.faults import Outcome, next_attempt
 from mailer.delivery.gate import Result, Results, commit
 from mailer.delivery.report import DeliveryReport

@@ -24,31 +24,23 @@ from flask import Flask
 from sqlalchemy import Connection, Engine, event
 
 from mailer.db import make_engine
-from mailer.delivery import queue as rows
-from mailer.delivery.compose import Composer
+from mailer.delivery import deliveries as rows
 from mailer.delivery.dkim import signer_from_config
 from mailer.delivery.feeder import Feeder
 from mailer.delivery.gate import Results
 from mailer.delivery.message import MailSettings
-from mailer.delivery.progress import Progress, duration
-from mailer.delivery.rate import TokenBucket
+from mailer.delivery.personalise import Composer
 from mailer.delivery.record import Recorder
-from mailer.delivery.report import DeliveryError, DeliveryReport
-from mailer.delivery.senders import exclusive_sender, is_dead_neighbour, sender_name
+from mailer.delivery.report import DeliveryError, DeliveryReport, Progress, duration, n_deliveries
+from mailer.delivery.senders import TokenBucket, exclusive_sender, is_dead_neighbour, sender_name
 from mailer.delivery.settings import RunSettings
-from mailer.delivery.smtp import SmtpTransport
-from mailer.delivery.smtp_url import parse_smtp_url
+from mailer.delivery.smtp import SmtpTransport, parse_smtp_url
 from mailer.delivery.transport import Transport
 from mailer.delivery.worker import Inbox, ReaderCheck, Switch, Worker, drain
 from mailer.models import DigestStatus, utcnow
 
 log = logging.getLogger("mailer.delivery")
 Echo = Callable[[str], Any]
-
-
-def deliveries(count: int) -> str:
-    """``1 delivery``, ``3 deliveries``."""
-    return f"{count} delivery" if count == 1 else f"{count} deliveries"
 
 
 @dataclass
@@ -187,7 +179,7 @@ class Run:
         conn.commit()
         total = rows.count_due(conn, digest_id, now)
         if total:
-            self.echo(f"digest {digest_id}: {deliveries(total)} to send over "
+            self.echo(f"digest {digest_id}: {n_deliveries(total)} to send over "
                       f"{min(total, self.settings.connections)} connection(s)")
         # Shared with other senders: small claims first, doubling as they are
         # sent, so that a sender started a moment later still finds work.
@@ -256,7 +248,7 @@ class Run:
                 self.echo(f"digest {digest_id}: {left.deferred} deferred, next retry in {duration(wait)}")
             return wait
         if left.deferred:
-            self.echo(f"digest {digest_id}: {deliveries(left.deferred)} deferred for a later run")
+            self.echo(f"digest {digest_id}: {n_deliveries(left.deferred)} deferred for a later run")
         return None
 
     def _look_around(self, conn: Connection, step: Pass) -> None:

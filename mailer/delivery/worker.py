@@ -16,12 +16,12 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection
 
-from mailer.delivery.compose import Composer, envelope_address
+from mailer.delivery.deliveries import Item
 from mailer.delivery.faults import Outcome, classify
 from mailer.delivery.gate import Gate, Result, Results
-from mailer.delivery.queue import Item
-from mailer.delivery.rate import TokenBucket
+from mailer.delivery.personalise import Composer, envelope_address
 from mailer.delivery.report import DeliveryError
+from mailer.delivery.senders import TokenBucket
 from mailer.delivery.transport import Reply, Transport
 from mailer.models import Subscriber, SubscriberStatus
 

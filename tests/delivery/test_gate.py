@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, create_engine, event
 
+from mailer.delivery.deliveries import Item
 from mailer.delivery.faults import Outcome
 from mailer.delivery.gate import Gate, Result, Results, commit
-from mailer.delivery.queue import Item
 from mailer.models import DeliveryStatus
 
 

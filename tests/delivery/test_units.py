@@ -6,12 +6,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from mailer.delivery.compose import envelope_address
 from mailer.delivery.faults import Outcome, classify, next_attempt
-from mailer.delivery.progress import Progress, duration
-from mailer.delivery.rate import TokenBucket
-from mailer.delivery.report import DeliveryReport
-from mailer.delivery.smtp_url import SmtpSettings, parse_smtp_url
+from mailer.delivery.personalise import envelope_address
+from mailer.delivery.report import DeliveryReport, Progress, duration
+from mailer.delivery.senders import TokenBucket
+from mailer.delivery.smtp import SmtpSettings, parse_smtp_url
 from mailer.delivery.transport import ABANDONED, Reply
 
 

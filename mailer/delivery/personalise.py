@@ -21,9 +21,9 @@ from email.utils import format_datetime
 
 from sqlalchemy import Connection, select
 
+from mailer.delivery.deliveries import Item
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.message import MailSettings, Template, digest_template, message_id
-from mailer.delivery.queue import Item
 from mailer.delivery.transport import wire_form
 from mailer.digest.compose import archive_url
 from mailer.models import Digest, DigestEdition
