@@ -41,6 +41,7 @@ STATUS_LABELS = {
     "pending": _l("pending"), "confirmed": _l("confirmed"), "unsubscribed": _l("unsubscribed"),
     "bounced": _l("bounced"), "erased": _l("erased"), "sending": _l("sending"), "paused": _l("paused"),
     "finished": _l("finished"), "sent": _l("sent"), "deferred": _l("deferred"), "failed": _l("failed"),
+    "skipped": _l("skipped"),
 }
 
 

@@ -102,7 +102,7 @@ class Recorder:
         if outcome is Outcome.SKIPPED:
             report.skipped += 1
             count["skipped"] += 1
-            return rows.outcome_row(item, DeliveryStatus.FAILED, tried=False, reply=SKIPPED_REPLY, now=now)
+            return rows.outcome_row(item, DeliveryStatus.SKIPPED, tried=False, reply=SKIPPED_REPLY, now=now)
         if outcome is Outcome.PAUSE:
             self._pause(conn, item.digest_id, reply or "refused")
             return rows.outcome_row(item, item.status, tried=True, reply=reply, now=now)
