@@ -1,7 +1,7 @@
 """The command line: ``flask --app wsgi <group> <command>``.
 
 Thin wrappers: each command parses its arguments, calls the stage functions
-(or a job of ``scheduler.py`` when it takes several stages in order), prints
+(or ``pipeline.py`` when it takes several stages in order), prints
 what happened and picks the exit status of the public contract.
 """
 
@@ -114,9 +114,9 @@ def db_migrate(message: str) -> None:
 @feeds_cli.command("fetch")
 def feeds_fetch() -> None:
     """Poll every feed now and store new articles; exit 1 if any feed failed."""
-    from mailer import scheduler
+    from mailer import pipeline
 
-    results = scheduler.poll_feeds(current_app._get_current_object())  # type: ignore[attr-defined]
+    results = pipeline.poll_feeds(current_app._get_current_object())  # type: ignore[attr-defined]
     for result in results:
         click.echo(result.line())
     if not results:
@@ -132,7 +132,7 @@ def digest_send() -> None:
     Exit 0 when every delivery is settled, 75 when some wait for a retry
     or a signal stopped the send, 1 on error, a paused digest included.
     """
-    from mailer import scheduler
+    from mailer import pipeline
     from mailer.delivery import DeliveryError
     from mailer.delivery.report import n_deliveries
     from mailer.shutdown import stop_on_signals
@@ -141,7 +141,7 @@ def digest_send() -> None:
     # SIGTERM (systemd, Docker) or Ctrl-C: the messages in flight are finished and recorded, then 75.
     with stop_on_signals() as stop:
         try:
-            report = scheduler.send_digest(app, poll=False, echo=click.echo, stop=stop)
+            report = pipeline.send_digest(app, poll=False, echo=click.echo, stop=stop)
         except DeliveryError as exc:
             # SenderBusyError (another sender holds a SQLite queue) exits 75.
             fail(str(exc), exc.exit_status)
@@ -335,13 +335,13 @@ def bounces_process(paths: tuple[str, ...]) -> None:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mailer import scheduler
+    from mailer import pipeline
     from mailer.delivery.bounces import read_paths
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     stdin = sys.stdin.buffer.read() if "-" in paths else None
     try:
-        scheduler.process_bounce_mail(app, read_paths(paths, stdin), echo=click.echo)
+        pipeline.process_bounce_mail(app, read_paths(paths, stdin), echo=click.echo)
     except OSError as exc:
         fail(f"cannot read {exc.filename}: {exc.strerror}")
     except SQLAlchemyError as exc:

@@ -1,16 +1,16 @@
-"""Jobs that call several stages in order, and the scheduler that runs them.
+"""The scheduler: its jobs and how it runs them.
 
-``poll_feeds`` and ``send_digest`` are shared by the command line and the
-scheduler, so both do exactly the same thing. ``JOBS`` is what ``scheduler
-run`` (``run_forever``) and the devserver schedule; ``mailer.runner`` runs
-them under their locks.
+The stages each job calls in order live in ``pipeline.py`` (shared with the
+command line, the dashboard and the mail viewer). ``JOBS`` is what
+``scheduler run`` (``run_forever``) and the devserver schedule;
+``mailer.runner`` runs them under their locks.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,127 +21,20 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
-from sqlalchemy import select, text
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from mailer.crontab import cron_trigger
-from mailer.db import get_sessionmaker, session_scope
-from mailer.delivery import DeliveryReport, SenderBusyError, deliver, send_outbox
-from mailer.delivery.bounces import Source, mark_read, read_paths, record_bounce
-from mailer.digest import compose_digest, skip_reason
-from mailer.feeds import FetchResult, fetch_all_feeds, sync_configured_feeds
-from mailer.locks import advisory_key
-from mailer.models import Digest, DigestStatus, utcnow
+from mailer.db import session_scope
+from mailer.delivery import deliver, send_outbox
+from mailer.delivery.bounces import read_paths
+from mailer.models import utcnow
+from mailer.pipeline import poll_feeds, process_bounce_mail, send_digest, suppress_bounced_readers
 from mailer.runner import Job, SchedulerT, build_scheduler
 from mailer.shutdown import die_by_signal, stop_on_signals
-from mailer.subscriptions import apply_queue, purge_unconfirmed, suppress_bounced
+from mailer.subscriptions import apply_queue, purge_unconfirmed
 
 log = logging.getLogger("mailer.scheduler")
-# Seconds a sender waits for another one's composing before it gives up (exit 75).
-COMPOSE_WAIT = 300
 # Unconfirmed signups are purged every night, in MAILER_TIMEZONE.
 PURGE_SCHEDULE = "17 3 * * *"
-
-
-def poll_feeds(app: Flask, stop: threading.Event | None = None) -> list[FetchResult]:
-    """Poll every enabled feed (those of ``MAILER_FEEDS`` are added first).
-
-    ``stop`` abandons the downloads in progress (a feed may hang for
-    ``FEED_TIMEOUT``): the scheduler's shutdown does not wait for them.
-    """
-    with app.app_context():
-        with session_scope(app) as session:
-            sync_configured_feeds(session, app.config["FEEDS"])
-        return fetch_all_feeds(get_sessionmaker(app), app.config, stop=stop)
-
-
-def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print,
-                stop: threading.Event | None = None) -> DeliveryReport:
-    """Finish unfinished digests, compose a new one if there is news, send it.
-
-    ``poll`` first polls the feeds (the scheduler's digest job does; the
-    ``digest send`` command does not). ``stop`` (SIGTERM in the scheduler)
-    ends the send after the messages in flight, leaving the rest queued.
-    Raises ``DeliveryError`` when the SMTP server cannot be used at all.
-    """
-    with app.app_context():
-        if poll:
-            for result in poll_feeds(app, stop):
-                echo(result.line())
-        # Unfinished digests first: a crash or a deferral must not wait a week.
-        report = deliver(app, echo=echo, stop=stop)
-        _suppress_bounced(app, echo)
-        if stop is not None and stop.is_set():
-            return report
-        joining: list[int] = []
-        with session_scope(app) as session:
-            wait_for_composer(session, echo)
-            now = utcnow()
-            digest = compose_digest(session, app.config, now)
-            if digest is None:
-                echo(f"no new digest: {skip_reason(session, app.config, now) or 'another process composed it'}")
-                # Composed by a sender started with us: join it and carry a share.
-                sending = session.scalars(select(Digest.id).where(Digest.status == DigestStatus.SENDING))
-                joining = [digest_id for digest_id in sending if digest_id not in report.digests]
-                for digest_id in joining:
-                    echo(f"digest {digest_id} is being sent by another process: joining it")
-            else:
-                echo(f"composed digest {digest.id} ({digest.period}) with {digest.article_count} articles")
-        if digest is not None or joining:
-            report = report.merge(deliver(app, echo=echo, stop=stop))
-            _suppress_bounced(app, echo)
-        return report
-
-
-def wait_for_composer(session: Session, echo: Callable[[str], None]) -> None:
-    """PostgreSQL: compose one at a time, waiting (bounded) for a composer's commit.
-
-    The lock is the transaction's: it goes with the composer's commit, after
-    which this sender sees the digest composed and joins its send instead of
-    rendering it a second time. SQLite serialises writers by itself.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    key = {"key": advisory_key("compose")}
-    if session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), key):
-        return
-    echo(f"another process is composing the digest: waiting for it (at most {COMPOSE_WAIT} s)")
-    session.execute(text(f"SET LOCAL lock_timeout = '{COMPOSE_WAIT}s'"))
-    try:
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), key)
-    except OperationalError:
-        raise SenderBusyError(f"another process has been composing the digest for {COMPOSE_WAIT} s: "
-                              "try again when it has finished") from None
-    session.execute(text("SET LOCAL lock_timeout = 0"))
-
-
-def process_bounce_mail(app: Flask, sources: Iterable[Source], echo: Callable[[str], None] = print) -> int:
-    """Record the bounce reports that came back by mail, then suppress the hard-bounced readers.
-
-    Each mail is committed before it is marked read (a Maildir's new/ to
-    cur/), so a crash in between reads it again, which changes nothing.
-    Returns how many readers were suppressed.
-    """
-    with app.app_context():
-        for source in sources:
-            with session_scope(app) as session:
-                lines = record_bounce(session, source.raw)
-            mark_read(source)
-            for line in lines:
-                echo(f"{source.name}: {line}")
-        with session_scope(app) as session:
-            count = suppress_bounced(session)
-    echo(f"{count} readers suppressed after a hard bounce")
-    return count
-
-
-def _suppress_bounced(app: Flask, echo: Callable[[str], None]) -> None:
-    """Readers whose address hard-bounced get no further digest."""
-    with session_scope(app) as session:
-        count = suppress_bounced(session)
-    if count:
-        echo(f"{count} readers suppressed after a hard bounce")
 
 
 # --- the scheduler's jobs: (app, stop) -> None, run by mailer.runner -------
@@ -162,7 +55,7 @@ def feeds_job(app: Flask, stop: threading.Event) -> None:
 def deliveries_job(app: Flask, stop: threading.Event) -> None:
     """Retry deferred deliveries and resume unfinished or resumed sends."""
     report = deliver(app, echo=log.info, stop=stop)
-    _suppress_bounced(app, log.info)
+    suppress_bounced_readers(app, log.info)
     if report.sent or report.failed or report.deferred:
         log.info("deliveries job: %s", report.line())
 

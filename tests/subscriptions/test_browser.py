@@ -129,7 +129,7 @@ def test_signup_confirm_and_unsubscribe(browser: Any, live: tuple[Flask, str], s
     assert reader.status is SubscriberStatus.CONFIRMED and reader.topics == "hardware"
 
     # A real digest, then its unsubscribe link.
-    from mailer.scheduler import send_digest
+    from mailer.pipeline import send_digest
 
     _add_article(session, base)
     send_digest(app, poll=False, echo=lambda _line: None)
