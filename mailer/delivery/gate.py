@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from mailer.delivery.deliveries import Item
-from mailer.delivery.faults import Outcome
+from mailer.delivery.deliveries import Claim
+from mailer.delivery.faults import SendOutcome
 
 # The longest a result waits for others to share its commit.
 LINGER = 0.005
@@ -59,8 +59,8 @@ class Gate:
 class Result:
     """What happened to one delivery; ``gate`` is the sending connection's, for a 250."""
 
-    item: Item
-    outcome: Outcome
+    item: Claim
+    outcome: SendOutcome
     reply: str | None = None
     gate: Gate | None = None
 
@@ -94,7 +94,7 @@ class Results:
         except queue.Empty:
             return []
         batch = [] if first is None else [first]
-        waiting = {id(first.gate)} if first is not None and first.outcome is Outcome.SENT else set()
+        waiting = {id(first.gate)} if first is not None and first.outcome is SendOutcome.SENT else set()
         deadline = time.monotonic() + LINGER
         while first is not None and len(waiting) < connections:
             left = deadline - time.monotonic()
@@ -105,7 +105,7 @@ class Results:
             if result is None:
                 break
             batch.append(result)
-            if result.outcome is Outcome.SENT:
+            if result.outcome is SendOutcome.SENT:
                 waiting.add(id(result.gate))
         while True:  # whatever else is there already
             try:
@@ -121,5 +121,5 @@ def commit(conn: Connection, batch: list[Result], write: Callable[[Connection, l
     write(conn, batch)
     conn.commit()
     for result in batch:
-        if result.outcome is Outcome.SENT and result.gate is not None:
+        if result.outcome is SendOutcome.SENT and result.gate is not None:
             result.gate.open()

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, update
 
 from mailer.delivery import deliveries as rows
-from mailer.delivery.faults import Outcome, next_attempt
+from mailer.delivery.faults import SendOutcome, next_attempt
 from mailer.delivery.gate import Result, Results, commit
 from mailer.delivery.report import DeliveryReport
 from mailer.delivery.settings import RunSettings
@@ -57,7 +57,8 @@ class Recorder:
             return Collected(0, 0)
         commit(conn, batch, self._write)
         # A retry within the run is the same delivery again: the bar counts deliveries, not attempts.
-        new = {r.item.delivery_id for r in batch if r.outcome not in (Outcome.RELEASED, Outcome.PAUSE)} - self.tried
+        untried = (SendOutcome.RELEASED, SendOutcome.PAUSE)
+        new = {r.item.delivery_id for r in batch if r.outcome not in untried} - self.tried
         self.tried |= new
         return Collected(len(batch), len(new))
 
@@ -65,7 +66,7 @@ class Recorder:
         now = utcnow()
         rows.record(conn, [self._row(conn, result, now) for result in batch])
 
-    def release(self, conn: Connection, items: list[rows.Item]) -> int:
+    def release(self, conn: Connection, items: list[rows.Claim]) -> int:
         """Give back claimed rows that were never tried; commit."""
         if items:
             now = utcnow()
@@ -80,30 +81,30 @@ class Recorder:
         report = self.report
         deferred = self.deferred.setdefault(item.digest_id, set())
         deferred.discard(item.delivery_id)
-        if outcome is Outcome.SENT:
+        if outcome is SendOutcome.SENT:
             report.sent += 1
             count["sent"] += 1
             return rows.outcome_row(item, DeliveryStatus.SENT, tried=True, reply=reply, now=now)
-        if outcome is Outcome.DEFERRED:
+        if outcome is SendOutcome.DEFERRED:
             give_up_at = item.created_at + self.give_up
             if now < give_up_at:
                 deferred.add(item.delivery_id)
                 retry = next_attempt(item.attempts + 1, now, give_up_at, self.backoff, self.ceiling)
                 return rows.outcome_row(item, DeliveryStatus.DEFERRED, tried=True, reply=reply, now=now, next_at=retry)
             reply = f"gave up: {reply}"
-            outcome = Outcome.FAILED
-        if outcome in (Outcome.FAILED, Outcome.BOUNCED):
-            bounced = outcome is Outcome.BOUNCED
+            outcome = SendOutcome.FAILED
+        if outcome in (SendOutcome.FAILED, SendOutcome.BOUNCED):
+            bounced = outcome is SendOutcome.BOUNCED
             report.failed += 1
             report.bounced += bounced
             count["failed"] += 1
             count["bounced"] += bounced
             return rows.outcome_row(item, DeliveryStatus.FAILED, tried=True, reply=reply, now=now, bounce=bounced)
-        if outcome is Outcome.SKIPPED:
+        if outcome is SendOutcome.SKIPPED:
             report.skipped += 1
             count["skipped"] += 1
             return rows.outcome_row(item, DeliveryStatus.SKIPPED, tried=False, reply=SKIPPED_REPLY, now=now)
-        if outcome is Outcome.PAUSE:
+        if outcome is SendOutcome.PAUSE:
             self._pause(conn, item.digest_id, reply or "refused")
             return rows.outcome_row(item, item.status, tried=True, reply=reply, now=now)
         return rows.outcome_row(item, item.status, tried=False, reply=None, now=now)  # RELEASED

@@ -25,8 +25,9 @@ from sqlalchemy import Connection, Engine, event
 
 from mailer.db import make_engine
 from mailer.delivery import deliveries as rows
+from mailer.delivery.connection import ConnectionThread, Inbox, ReaderCheck, Switch, drain
+from mailer.delivery.deliveries import Feeder
 from mailer.delivery.dkim import signer_from_config
-from mailer.delivery.feeder import Feeder
 from mailer.delivery.gate import Results
 from mailer.delivery.message import MailSettings
 from mailer.delivery.personalise import Composer
@@ -36,7 +37,6 @@ from mailer.delivery.senders import TokenBucket, exclusive_sender, is_dead_neigh
 from mailer.delivery.settings import RunSettings
 from mailer.delivery.smtp import SmtpTransport, parse_smtp_url
 from mailer.delivery.transport import Transport
-from mailer.delivery.worker import Inbox, ReaderCheck, Switch, Worker, drain
 from mailer.models import DigestStatus, utcnow
 
 log = logging.getLogger("mailer.delivery")
@@ -82,7 +82,7 @@ class Run:
         self.report = self.recorder.report
         self.inbox: Inbox = queue.SimpleQueue()
         self.results = Results()
-        self.workers: list[Worker] = []
+        self.workers: list[ConnectionThread] = []
         self.exclusive = False
         self._renewed = time.monotonic()
 
@@ -107,7 +107,7 @@ class Run:
             digests = self._begin(conn)
             try:
                 for digest_id in digests:
-                    self.send_digest(conn, digest_id)
+                    self.send_one(conn, digest_id)
                     if self.switch.aborted or self.switch.stop.is_set():
                         break
             except BaseException:
@@ -143,7 +143,7 @@ class Run:
         if self.workers:
             return
         for number in range(self.settings.connections):
-            worker = Worker(number + 1, self.transport_factory(), self._reader_check, inbox=self.inbox,
+            worker = ConnectionThread(number + 1, self.transport_factory(), self._reader_check, inbox=self.inbox,
                             results=self.results, switch=self.switch, composer=self.composer,
                             bucket=self.bucket, envelope_from=self.envelope_from)
             worker.start()
@@ -152,7 +152,7 @@ class Run:
     def _reader_check(self) -> ReaderCheck:
         return ReaderCheck(self.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
 
-    def send_digest(self, conn: Connection, digest_id: int) -> None:
+    def send_one(self, conn: Connection, digest_id: int) -> None:
         """Send one digest's due rows, wait for its short retries, finish it if done."""
         step = self._start_pass(conn, digest_id)
         while True:

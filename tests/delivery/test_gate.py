@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, create_engine, event
 
-from mailer.delivery.deliveries import Item
-from mailer.delivery.faults import Outcome
+from mailer.delivery.deliveries import Claim
+from mailer.delivery.faults import SendOutcome
 from mailer.delivery.gate import Gate, Result, Results, commit
 from mailer.models import DeliveryStatus
 
 
-def _item(number: int) -> Item:
-    return Item(number, 1, 1, number, f"reader{number}@example.org", DeliveryStatus.PENDING, 0,
+def _item(number: int) -> Claim:
+    return Claim(number, 1, 1, number, f"reader{number}@example.org", DeliveryStatus.PENDING, 0,
                 datetime.now(UTC))
 
 
@@ -27,7 +27,7 @@ def test_the_next_message_ends_only_after_the_previous_sent_is_committed() -> No
 
     def connection_thread() -> None:
         gate.hold()  # the 250 of message 1
-        results.put(Result(_item(1), Outcome.SENT, "250 OK", gate))
+        results.put(Result(_item(1), SendOutcome.SENT, "250 OK", gate))
         assert gate.wait(lambda: False)  # the final "." of message 2
         order.append("message 2 ends")
 
@@ -61,6 +61,6 @@ def test_an_open_gate_does_not_wait_and_a_sent_per_connection_is_one_commit() ->
     assert gates[0].wait(lambda: False)  # nothing uncommitted on this connection
     for number, gate in enumerate(gates, 1):
         gate.hold()
-        results.put(Result(_item(number), Outcome.SENT, "250 OK", gate))
-    results.put(Result(_item(3), Outcome.DEFERRED, "451 later"))
+        results.put(Result(_item(number), SendOutcome.SENT, "250 OK", gate))
+    results.put(Result(_item(3), SendOutcome.DEFERRED, "451 later"))
     assert [r.item.delivery_id for r in results.gather(wait=1, connections=2)] == [1, 2, 3]

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection
 
-from mailer.delivery.deliveries import Item
-from mailer.delivery.faults import Outcome, classify
+from mailer.delivery.deliveries import Claim
+from mailer.delivery.faults import SendOutcome, classify
 from mailer.delivery.gate import Gate, Result, Results
 from mailer.delivery.personalise import Composer, envelope_address
 from mailer.delivery.report import DeliveryError
@@ -26,7 +26,7 @@ from mailer.delivery.transport import Reply, Transport
 from mailer.models import Subscriber, SubscriberStatus
 
 log = logging.getLogger("mailer.delivery")
-Inbox = queue.SimpleQueue[Item | None]  # None: the worker stops
+Inbox = queue.SimpleQueue[Claim | None]  # None: the worker stops
 
 
 class Switch:
@@ -85,7 +85,7 @@ class ReaderCheck:
         self._conn.close()
 
 
-class Worker(threading.Thread):
+class ConnectionThread(threading.Thread):
     """Sends messages over one persistent connection."""
 
     def __init__(self, number: int, transport: Transport, check: Callable[[], ReaderCheck], *,
@@ -113,9 +113,9 @@ class Worker(threading.Thread):
                 try:
                     result = self.deliver(item, check)
                 except BaseException:  # a lost server that will not take us back, or a bug
-                    self._results.put(Result(item, Outcome.RELEASED))
+                    self._results.put(Result(item, SendOutcome.RELEASED))
                     raise
-                if result.outcome is Outcome.SENT:
+                if result.outcome is SendOutcome.SENT:
                     self.gate.hold()  # before the committing thread can see the result
                 self._results.put(result)
         except DeliveryError as exc:
@@ -128,31 +128,31 @@ class Worker(threading.Thread):
             if check is not None:
                 check.close()
 
-    def deliver(self, item: Item, check: ReaderCheck) -> Result:
+    def deliver(self, item: Claim, check: ReaderCheck) -> Result:
         """Send one delivery (or decide not to) and say what happened."""
         if self._switch.halted(item.digest_id):
-            return Result(item, Outcome.RELEASED)
+            return Result(item, SendOutcome.RELEASED)
         self._bucket.take()
         # Checked after the rate limit's wait, right before the message leaves.
         if not item.email or not check.confirmed(item.subscriber_id):
-            return Result(item, Outcome.SKIPPED)
+            return Result(item, SendOutcome.SKIPPED)
         address, problem = envelope_address(item.email, self.transport.smtputf8)
         if address is None:
-            return Result(item, Outcome.FAILED, problem)
+            return Result(item, SendOutcome.FAILED, problem)
         payload, options = self._composer.payload(item, address, self.transport.eightbit)
         reply: Reply = self.transport.send(
             self._envelope_from, address, payload, options=options,
             before_end=lambda: self.gate.wait(self._switch.is_aborted),
         )
         outcome = classify(reply)
-        if outcome is Outcome.PAUSE:  # stop this digest on every connection now, not after the commit
+        if outcome is SendOutcome.PAUSE:  # stop this digest on every connection now, not after the commit
             self._switch.halt(item.digest_id)
         return Result(item, outcome, str(reply), self.gate)
 
 
-def drain(inbox: Inbox) -> list[Item]:
+def drain(inbox: Inbox) -> list[Claim]:
     """Take every delivery still waiting in ``inbox`` (not the ``None`` stops)."""
-    items: list[Item] = []
+    items: list[Claim] = []
     while True:
         try:
             item = inbox.get_nowait()
