@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def _empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database built by the migrations alone (the suite's other tests use create_all)."""
     url = _empty_database_url(request, tmp_path)
     migrate.upgrade(url)

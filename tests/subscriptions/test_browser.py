@@ -61,7 +61,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def live(make_app, feed_server: FeedServer) -> Iterator[tuple[Flask, str]]:  # type: ignore[no-untyped-def]
+def live(make_app, feed_server: FeedServer) -> Iterator[tuple[Flask, str]]:
     """The app served by a real HTTP server on a free port, as a browser sees it."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
