@@ -91,19 +91,20 @@ def outbox_job(app: Flask, stop: threading.Event) -> None:
         log.info("sent %d transactional mails left in the outbox", sent)
 
 
-def _every(key: str, default: float) -> Callable[[Mapping[str, Any]], BaseTrigger]:
-    return lambda config: IntervalTrigger(minutes=float(config.get(key) or default), timezone=UTC)
+def _every(key: str) -> Callable[[Mapping[str, Any]], BaseTrigger]:
+    """A trigger every ``config[key]`` minutes (the default in config/defaults.py)."""
+    return lambda config: IntervalTrigger(minutes=float(config[key]), timezone=UTC)
 
 
 JOBS = [
     Job("digest", digest_job, lambda c: cron_trigger(c["DIGEST_SCHEDULE"], c["TIMEZONE"]), lock="send",
         cron=True, executor="send"),
-    Job("deliveries", deliveries_job, _every("SCHEDULER_RETRY_MINUTES", 5), lock="send", executor="send"),
-    Job("feeds", feeds_job, _every("FEED_INTERVAL", 60), lock="feeds"),
+    Job("deliveries", deliveries_job, _every("SCHEDULER_RETRY_MINUTES"), lock="send", executor="send"),
+    Job("feeds", feeds_job, _every("FEED_INTERVAL"), lock="feeds"),
     Job("purge", purge_job, lambda c: cron_trigger(PURGE_SCHEDULE, c["TIMEZONE"]), lock="purge", cron=True),
-    Job("signups", signups_job, _every("SIGNUP_QUEUE_MINUTES", 1), lock="signups"),
-    Job("outbox", outbox_job, _every("OUTBOX_MINUTES", 1), lock="outbox"),
-    Job("bounces", bounces_job, _every("BOUNCE_MINUTES", 5), lock="bounces"),
+    Job("signups", signups_job, _every("SIGNUP_QUEUE_MINUTES"), lock="signups"),
+    Job("outbox", outbox_job, _every("OUTBOX_MINUTES"), lock="outbox"),
+    Job("bounces", bounces_job, _every("BOUNCE_MINUTES"), lock="bounces"),
 ]
 
 
