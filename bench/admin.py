@@ -67,7 +67,7 @@ def populate(url: str, readers: int, digests: int) -> None:
     Base.metadata.create_all(engine)
     now = utcnow()
     statuses = ["confirmed"] * 8 + ["pending", "unsubscribed"]
-    rows = []
+    rows: list[dict[str, object]] = []
     for n in range(readers):
         joined = now - timedelta(minutes=n * 5)
         status = statuses[n % len(statuses)]

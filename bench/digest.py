@@ -61,7 +61,7 @@ def compose_once(readers_per_segment: int) -> ComposeRun:
         finally:
             premailer_times.append(time.perf_counter() - started)
 
-    render.inline_css = timed_inline_css  # type: ignore[assignment]
+    render.inline_css = timed_inline_css
     try:
         with tempfile.TemporaryDirectory() as scratch:
             app = sample_app(Path(scratch))
@@ -79,7 +79,7 @@ def compose_once(readers_per_segment: int) -> ComposeRun:
                 html, text, subject = sample.html, sample.text, sample.subject
             get_engine(app).dispose()
     finally:
-        render.inline_css = inline_css  # type: ignore[assignment]
+        render.inline_css = inline_css
     return ComposeRun(elapsed, sum(premailer_times), len(premailer_times), editions, deliveries, html, text, subject)
 
 

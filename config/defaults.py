@@ -135,6 +135,10 @@ LOG_JSON = False
 # every SCHEDULER_RETRY_MINUTES.
 SCHEDULER_GRACE_HOURS = 12
 SCHEDULER_RETRY_MINUTES = 5
+# The scheduler's passes over what a web process queued but left behind:
+# signups to apply, transactional mail (confirmations) to send.
+SIGNUP_QUEUE_MINUTES = 1
+OUTBOX_MINUTES = 1
 # Proxies in front of the app that set X-Forwarded-For/-Proto/-Host (nginx:
 # 1). 0 trusts none, so a client cannot fake its address (MAILER_PROXY_FIX_HOPS).
 PROXY_FIX_HOPS = 0

@@ -1,7 +1,7 @@
 """The command line: ``flask --app wsgi <group> <command>``.
 
 Thin wrappers: each command parses its arguments, calls the stage functions
-(or a job of ``scheduler.py`` when it takes several stages in order), prints
+(or ``pipeline.py`` when it takes several stages in order), prints
 what happened and picks the exit status of the public contract.
 """
 
@@ -114,9 +114,9 @@ def db_migrate(message: str) -> None:
 @feeds_cli.command("fetch")
 def feeds_fetch() -> None:
     """Poll every feed now and store new articles; exit 1 if any feed failed."""
-    from mailer import scheduler
+    from mailer import pipeline
 
-    results = scheduler.poll_feeds(current_app._get_current_object())  # type: ignore[attr-defined]
+    results = pipeline.poll_feeds(current_app._get_current_object())  # type: ignore[attr-defined]
     for result in results:
         click.echo(result.line())
     if not results:
@@ -129,19 +129,26 @@ def feeds_fetch() -> None:
 def digest_send() -> None:
     """Finish any unfinished digest, then compose and send a new one if any.
 
-    Exit 0 when every delivery is settled, 75 when some wait for a retry,
-    1 on error, a paused digest included.
+    Exit 0 when every delivery is settled, 75 when some wait for a retry
+    or a signal stopped the send, 1 on error, a paused digest included.
     """
-    from mailer import scheduler
+    from mailer import pipeline
     from mailer.delivery import DeliveryError
-    from mailer.delivery.run import deliveries
+    from mailer.delivery.report import n_deliveries
+    from mailer.shutdown import stop_on_signals
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        report = scheduler.send_digest(app, poll=False, echo=click.echo)
-    except DeliveryError as exc:
-        # SenderBusyError (another sender holds a SQLite queue) exits 75.
-        fail(str(exc), exc.exit_status)
+    # SIGTERM (systemd, Docker) or Ctrl-C: the messages in flight are finished and recorded, then 75.
+    with stop_on_signals() as stop:
+        try:
+            report = pipeline.send_digest(app, poll=False, echo=click.echo, stop=stop)
+        except DeliveryError as exc:
+            # SenderBusyError (another sender holds a SQLite queue) exits 75.
+            fail(str(exc), exc.exit_status)
+    if stop.is_set():
+        click.echo("stopped: the messages in flight were sent and recorded; "
+                   "run 'digest send' again to send the rest", err=True)
+        sys.exit(EX_TEMPFAIL)
     for digest_id, _reason in getattr(report, "paused", []):
         click.echo(f"digest {digest_id} was paused: fix the cause, then 'digest resume {digest_id}'", err=True)
     # A paused digest's deliveries are not settled: the operator has to act (the line above, or the
@@ -149,7 +156,7 @@ def digest_send() -> None:
     if getattr(report, "paused", None) or getattr(report, "still_paused", None):
         sys.exit(1)
     if report.deferred:
-        click.echo(f"{deliveries(report.deferred)} deferred by temporary failures: run again later")
+        click.echo(f"{n_deliveries(report.deferred)} deferred by temporary failures: run again later")
         sys.exit(EX_TEMPFAIL)
 
 
@@ -332,13 +339,13 @@ def bounces_process(paths: tuple[str, ...]) -> None:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mailer import scheduler
+    from mailer import pipeline
     from mailer.delivery.bounces import read_paths
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     stdin = sys.stdin.buffer.read() if "-" in paths else None
     try:
-        scheduler.process_bounce_mail(app, read_paths(paths, stdin), echo=click.echo)
+        pipeline.process_bounce_mail(app, read_paths(paths, stdin), echo=click.echo)
     except OSError as exc:
         fail(f"cannot read {exc.filename}: {exc.strerror}")
     except SQLAlchemyError as exc:

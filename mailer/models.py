@@ -353,6 +353,7 @@ class DeliveryStatus(enum.StrEnum):
     SENT = "sent"
     DEFERRED = "deferred"
     FAILED = "failed"
+    SKIPPED = "skipped"  # the reader left before their turn: nothing was sent, nothing failed
 
 
 class Delivery(Base):

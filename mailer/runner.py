@@ -57,7 +57,7 @@ class Job:
 
 def grace(config: Mapping[str, Any]) -> timedelta:
     """How late a cron job's slot may still fire (``SCHEDULER_GRACE_HOURS``)."""
-    return timedelta(hours=float(config.get("SCHEDULER_GRACE_HOURS", 12)))
+    return timedelta(hours=float(config["SCHEDULER_GRACE_HOURS"]))
 
 
 def run_job(app: Flask, job: Job, stop: threading.Event) -> str:
@@ -195,7 +195,7 @@ def build_scheduler(app: Flask, scheduler: SchedulerT, jobs: list[Job], stop: th
                 log.info("%s job missed its slot: running it now", job.name, extra={"job": job.name})
                 scheduler.modify_job(job.name, next_run_time=datetime.now(UTC))
 
-    check = IntervalTrigger(minutes=float(config.get("SCHEDULER_RETRY_MINUTES", 5)), timezone=UTC)
+    check = IntervalTrigger(minutes=float(config["SCHEDULER_RETRY_MINUTES"]), timezone=UTC)
     scheduler.add_job(catch_up, check, id="catch-up", name="catch-up", coalesce=True, max_instances=1,
                       next_run_time=start)
     return scheduler

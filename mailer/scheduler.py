@@ -1,17 +1,16 @@
-"""Jobs that call several stages in order, and the scheduler that runs them.
+"""The scheduler: its jobs and how it runs them.
 
-``poll_feeds`` and ``send_digest`` are shared by the command line and the
-scheduler, so both do exactly the same thing. ``JOBS`` is what ``scheduler
-run`` (``run_forever``) and the devserver schedule; ``mailer.runner`` runs
-them under their locks.
+The stages each job calls in order live in ``pipeline.py`` (shared with the
+command line, the dashboard and the mail viewer). ``JOBS`` is what
+``scheduler run`` (``run_forever``) and the devserver schedule;
+``mailer.runner`` runs them under their locks.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -25,92 +24,18 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
 from mailer.crontab import cron_trigger
-from mailer.db import get_sessionmaker, session_scope
-from mailer.delivery import DeliveryReport, deliver, send_outbox
-from mailer.delivery.bounces import Source, expire_read, mark_read, read_paths, record_report
-from mailer.delivery.stamp import Stamper
-from mailer.digest import compose_digest, skip_reason
-from mailer.feeds import FetchResult, fetch_all_feeds, sync_configured_feeds
+from mailer.db import session_scope
+from mailer.delivery import deliver, send_outbox
+from mailer.delivery.bounces import expire_read, read_paths
 from mailer.models import utcnow
+from mailer.pipeline import poll_feeds, process_bounce_mail, send_digest, suppress_bounced_readers
 from mailer.runner import Job, SchedulerT, build_scheduler
-from mailer.subscriptions import apply_queue, purge_unconfirmed, suppress_bounced, suppress_complained
+from mailer.shutdown import die_by_signal, stop_on_signals
+from mailer.subscriptions import apply_queue, purge_unconfirmed
 
 log = logging.getLogger("mailer.scheduler")
 # Unconfirmed signups are purged every night, in MAILER_TIMEZONE.
 PURGE_SCHEDULE = "17 3 * * *"
-
-
-def poll_feeds(app: Flask, stop: threading.Event | None = None) -> list[FetchResult]:
-    """Poll every enabled feed (those of ``MAILER_FEEDS`` are added first).
-
-    ``stop`` abandons the downloads in progress (a feed may hang for
-    ``FEED_TIMEOUT``): the scheduler's shutdown does not wait for them.
-    """
-    with app.app_context():
-        with session_scope(app) as session:
-            sync_configured_feeds(session, app.config["FEEDS"])
-        return fetch_all_feeds(get_sessionmaker(app), app.config, stop=stop)
-
-
-def send_digest(app: Flask, *, poll: bool, echo: Callable[[str], None] = print,
-                stop: threading.Event | None = None) -> DeliveryReport:
-    """Finish unfinished digests, compose a new one if there is news, send it.
-
-    ``poll`` first polls the feeds (the scheduler's digest job does; the
-    ``digest send`` command does not). ``stop`` (SIGTERM in the scheduler)
-    ends the send after the messages in flight, leaving the rest queued.
-    Raises ``DeliveryError`` when the SMTP server cannot be used at all.
-    """
-    with app.app_context():
-        if poll:
-            for result in poll_feeds(app, stop):
-                echo(result.line())
-        # Unfinished digests first: a crash or a deferral must not wait a week.
-        report = deliver(app, echo=echo, stop=stop)
-        _suppress_bounced(app, echo)
-        if stop is not None and stop.is_set():
-            return report
-        with session_scope(app) as session:
-            now = utcnow()
-            digest = compose_digest(session, app.config, now)
-            if digest is None:
-                echo(f"no new digest: {skip_reason(session, app.config, now) or 'another process composed it'}")
-            else:
-                echo(f"composed digest {digest.id} ({digest.period}) with {digest.article_count} articles")
-        if digest is not None:
-            report = report.merge(deliver(app, echo=echo, stop=stop))
-            _suppress_bounced(app, echo)
-        return report
-
-
-def process_bounce_mail(app: Flask, sources: Iterable[Source], echo: Callable[[str], None] = print) -> int:
-    """Record the bounce and complaint reports that came back by mail, then suppress their readers.
-
-    Each mail is committed before it is marked read (a Maildir's new/ to
-    cur/), so a crash in between reads it again, which changes nothing.
-    Returns how many readers were suppressed.
-    """
-    stamper = Stamper(app.config["SECRET_KEY"])
-    with app.app_context():
-        for source in sources:
-            with session_scope(app) as session:
-                lines = record_report(session, source.raw, stamper, source.name)
-            mark_read(source)
-            for line in lines:
-                echo(f"{source.name}: {line}")
-        with session_scope(app) as session:
-            bounced = suppress_bounced(session)
-            complained = suppress_complained(session)
-    echo(f"{bounced} readers suppressed after a hard bounce, {complained} after a complaint")
-    return bounced + complained
-
-
-def _suppress_bounced(app: Flask, echo: Callable[[str], None]) -> None:
-    """Readers whose address hard-bounced get no further digest."""
-    with session_scope(app) as session:
-        count = suppress_bounced(session)
-    if count:
-        echo(f"{count} readers suppressed after a hard bounce")
 
 
 # --- the scheduler's jobs: (app, stop) -> None, run by mailer.runner -------
@@ -131,7 +56,7 @@ def feeds_job(app: Flask, stop: threading.Event) -> None:
 def deliveries_job(app: Flask, stop: threading.Event) -> None:
     """Retry deferred deliveries and resume unfinished or resumed sends."""
     report = deliver(app, echo=log.info, stop=stop)
-    _suppress_bounced(app, log.info)
+    suppress_bounced_readers(app, log.info)
     if report.sent or report.failed or report.deferred:
         log.info("deliveries job: %s", report.line())
 
@@ -170,19 +95,20 @@ def outbox_job(app: Flask, stop: threading.Event) -> None:
         log.info("sent %d transactional mails left in the outbox", sent)
 
 
-def _every(key: str, default: float) -> Callable[[Mapping[str, Any]], BaseTrigger]:
-    return lambda config: IntervalTrigger(minutes=float(config.get(key) or default), timezone=UTC)
+def _every(key: str) -> Callable[[Mapping[str, Any]], BaseTrigger]:
+    """A trigger every ``config[key]`` minutes (the default in config/defaults.py)."""
+    return lambda config: IntervalTrigger(minutes=float(config[key]), timezone=UTC)
 
 
 JOBS = [
     Job("digest", digest_job, lambda c: cron_trigger(c["DIGEST_SCHEDULE"], c["TIMEZONE"]), lock="send",
         cron=True, executor="send"),
-    Job("deliveries", deliveries_job, _every("SCHEDULER_RETRY_MINUTES", 5), lock="send", executor="send"),
-    Job("feeds", feeds_job, _every("FEED_INTERVAL", 60), lock="feeds"),
+    Job("deliveries", deliveries_job, _every("SCHEDULER_RETRY_MINUTES"), lock="send", executor="send"),
+    Job("feeds", feeds_job, _every("FEED_INTERVAL"), lock="feeds"),
     Job("purge", purge_job, lambda c: cron_trigger(PURGE_SCHEDULE, c["TIMEZONE"]), lock="purge", cron=True),
-    Job("signups", signups_job, _every("SIGNUP_QUEUE_MINUTES", 1), lock="signups"),
-    Job("outbox", outbox_job, _every("OUTBOX_MINUTES", 1), lock="outbox"),
-    Job("bounces", bounces_job, _every("BOUNCE_MINUTES", 5), lock="bounces"),
+    Job("signups", signups_job, _every("SIGNUP_QUEUE_MINUTES"), lock="signups"),
+    Job("outbox", outbox_job, _every("OUTBOX_MINUTES"), lock="outbox"),
+    Job("bounces", bounces_job, _every("BOUNCE_MINUTES"), lock="bounces"),
 ]
 
 
@@ -204,22 +130,15 @@ def run_forever(app: Flask) -> None:
     saves its state and returns; a feed poll abandons its downloads; queued
     runs do not start; then this returns.
     """
-    stop = threading.Event()
-    scheduler = build_scheduler(app, new_scheduler(app, BackgroundScheduler), JOBS, stop)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("%s received: finishing the messages in flight", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
-    scheduler.start()
-    log.info("scheduler started: %s", describe(scheduler))
-    # The main thread only waits: the jobs run in the executors' threads,
-    # and the signal handler never does more than set the event.
-    while not stop.wait(3600):
-        pass
-    scheduler.shutdown(wait=True)
+    # The main thread only waits: the jobs run in the executors' threads, so
+    # the handler may log. A second signal ends the process at once.
+    with stop_on_signals(log.info, at_once=die_by_signal) as stop:
+        scheduler = build_scheduler(app, new_scheduler(app, BackgroundScheduler), JOBS, stop)
+        scheduler.start()
+        log.info("scheduler started: %s", describe(scheduler))
+        while not stop.wait(3600):
+            pass
+        scheduler.shutdown(wait=True)
     log.info("scheduler stopped")
 
 

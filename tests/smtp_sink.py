@@ -50,6 +50,8 @@ class SinkHandler:
     # Seconds each DATA takes: slows a send down so a test can act mid-way.
     data_delay: float = 0.0
     mail_options: list[list[str]] = field(default_factory=list)
+    # Messages accepted per connection (keyed by aiosmtpd's session), in the order connections came.
+    per_connection: dict[int, int] = field(default_factory=dict)
     _sessions: set[int] = field(default_factory=set)
 
     async def handle_EHLO(
@@ -81,6 +83,7 @@ class SinkHandler:
                 return _closing(server, self.data_replies.popleft())
             content = envelope.original_content or b""
             self.messages.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(content)))
+            self.per_connection[id(session)] = self.per_connection.get(id(session), 0) + 1
             self.mail_options.append(list(envelope.mail_options))
         return "250 OK queued"
 
@@ -139,6 +142,7 @@ class SmtpSink:
             self.handler.rcpt_replies.clear()
             self.handler.data_replies.clear()
             self.handler.mail_options.clear()
+            self.handler.per_connection.clear()
             self.handler.eightbit = True
             self.handler.data_delay = 0.0
 

@@ -88,7 +88,7 @@ def _captured(maildir: Path, count: int, timeout: float = 30) -> list[EmailMessa
             box = mailbox.Maildir(maildir, create=False)
             mails = [message_from_bytes(box.get_bytes(key), policy=policy.default) for key in box.keys()]  # noqa: SIM118
             if len(mails) >= count:
-                return sorted(mails, key=lambda m: m["Date"].datetime)  # type: ignore[return-value]
+                return sorted(mails, key=lambda m: m["Date"].datetime)
         time.sleep(0.2)
     raise AssertionError(f"expected {count} captured mails")
 

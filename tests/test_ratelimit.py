@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from mailer.db import get_engine
 from mailer.models import RateCounter
-from mailer.ratelimit import DatabaseStorage, LeanMemoryStorage, RateLimits
+from mailer.ratecounters import DatabaseStorage
+from mailer.ratelimit import LeanMemoryStorage, RateLimits
 
 
 def redis_missing() -> str | None:

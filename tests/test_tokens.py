@@ -90,7 +90,7 @@ def _link_paths(app: Flask, secret_key: str | None = None) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_gunicorn_access_log_has_no_token(app: Flask, deployed_database: str, smtp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_gunicorn_access_log_has_no_token(app: Flask, deployed_database: str, smtp_server, tmp_path) -> None:
     env = environment(deployed_database, smtp_server.url, tmp_path)
     made = _link_paths(app, env["MAILER_SECRET_KEY"])
     with gunicorn(env, workers=1) as (base, log):

@@ -125,11 +125,11 @@ def get_sender(app: Flask) -> BackgroundSender:
 
 def send_now_job(app: Flask, echo: Callable[[str], None]) -> Any:
     """What "Send now" runs: the scheduler's digest job (poll, finish, compose, send)."""
-    from mailer import scheduler
+    from mailer import pipeline
     from mailer.delivery import SenderBusyError
 
     try:
-        return scheduler.send_digest(app, poll=True, echo=echo)
+        return pipeline.send_digest(app, poll=True, echo=echo)
     except SenderBusyError:
         return BUSY
 

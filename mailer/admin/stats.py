@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from mailer.delivery.record import SKIPPED_REPLY
 from mailer.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscriber, SubscriberStatus
 
 
@@ -77,21 +76,19 @@ def digest_counts(session: Session, digests: Sequence[Digest]) -> list[DigestCou
             Delivery.status,
             func.count(),
             func.coalesce(func.sum(case((Delivery.bounce.is_(True), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Delivery.last_reply == SKIPPED_REPLY, 1), else_=0)), 0),
             func.coalesce(func.sum(case((Delivery.complaint.is_(True), 1), else_=0)), 0),
         )
         .where(Delivery.digest_id.in_(ids))
         .group_by(Delivery.digest_id, Delivery.status)
     )
-    for digest_id, status, count, bounced, skipped, complained in rows:
+    for digest_id, status, count, bounced, complained in rows:
         entry = results[digest_id]
         entry.complained += complained
         status = DeliveryStatus(status)
         entry.by_status[status.value] = count
         if status == DeliveryStatus.FAILED:
-            entry.failed += count - bounced - skipped
+            entry.failed += count - bounced
             entry.bounced += bounced
-            entry.skipped += skipped
         else:
             setattr(entry, status.value, getattr(entry, status.value) + count)
     for digest_id, count in session.execute(_unsubscribed_after(ids)):

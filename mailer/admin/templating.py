@@ -42,6 +42,7 @@ STATUS_LABELS = {
     "bounced": _l("bounced"), "complained": _l("complained"), "erased": _l("erased"),
     "sending": _l("sending"), "paused": _l("paused"),
     "finished": _l("finished"), "sent": _l("sent"), "deferred": _l("deferred"), "failed": _l("failed"),
+    "skipped": _l("skipped"),
 }
 
 

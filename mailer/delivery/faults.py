@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from mailer.delivery.transport import ABANDONED, Reply
 
 
-class Outcome(enum.Enum):
+class SendOutcome(enum.Enum):
     """What to do with a delivery after a reply."""
 
     SENT = "sent"
@@ -36,25 +36,25 @@ class Outcome(enum.Enum):
     SKIPPED = "skipped"
 
 
-def classify(reply: Reply) -> Outcome:
+def classify(reply: Reply) -> SendOutcome:
     """The outcome of one message from the server's reply (see the module docstring)."""
     if reply.stage == ABANDONED:
-        return Outcome.RELEASED
+        return SendOutcome.RELEASED
     if 200 <= reply.code < 300:
-        return Outcome.SENT if reply.stage == "data" else Outcome.DEFERRED
+        return SendOutcome.SENT if reply.stage == "data" else SendOutcome.DEFERRED
     if 400 <= reply.code < 500:
-        return Outcome.DEFERRED
+        return SendOutcome.DEFERRED
     if reply.code < 500:  # a reply that is no SMTP reply at all: try later
-        return Outcome.DEFERRED
+        return SendOutcome.DEFERRED
     enhanced = reply.enhanced or ""
     if enhanced.startswith("5.7.") or reply.stage == "mail":
-        return Outcome.PAUSE
+        return SendOutcome.PAUSE
     if reply.stage in ("rcpt", "data"):
         if enhanced.startswith("5.1.") or enhanced == "5.2.1":
-            return Outcome.BOUNCED
+            return SendOutcome.BOUNCED
         if not enhanced and reply.stage == "rcpt" and reply.code in (550, 551, 553):
-            return Outcome.BOUNCED
-    return Outcome.FAILED
+            return SendOutcome.BOUNCED
+    return SendOutcome.FAILED
 
 
 def next_attempt(attempts: int, now: datetime, give_up_at: datetime, base: float, ceiling: float) -> datetime:

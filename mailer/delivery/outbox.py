@@ -31,14 +31,13 @@ from sqlalchemy import func, or_, select, update
 
 from mailer.background import Worker
 from mailer.db import get_sessionmaker
-from mailer.delivery.compose import envelope_address
 from mailer.delivery.dkim import DkimError, DkimSigner, signer_from_config
-from mailer.delivery.faults import Outcome, classify
+from mailer.delivery.faults import SendOutcome, classify
 from mailer.delivery.message import MailSettings, transactional_mail
-from mailer.delivery.rate import TokenBucket
+from mailer.delivery.personalise import envelope_address
 from mailer.delivery.report import DeliveryError
-from mailer.delivery.smtp import SmtpTransport
-from mailer.delivery.smtp_url import parse_smtp_url
+from mailer.delivery.senders import TokenBucket
+from mailer.delivery.smtp import SmtpTransport, parse_smtp_url
 from mailer.delivery.transport import Transport, wire_form
 from mailer.models import MAIL_IMPORT_CONFIRM, OutboundMail, utcnow
 
@@ -172,13 +171,13 @@ def _send_one(app: Flask, mail_id: int, attempts: int, settings: MailSettings, s
         _finish(app, mail_id, sent=False, error=str(exc), retry=_backoff(attempts + 1))
         raise
     outcome = classify(reply)
-    if outcome is Outcome.SENT:
+    if outcome is SendOutcome.SENT:
         _finish(app, mail_id, sent=True, error=None, retry=None)
         return 1
-    if outcome in (Outcome.FAILED, Outcome.BOUNCED):
+    if outcome in (SendOutcome.FAILED, SendOutcome.BOUNCED):
         _finish(app, mail_id, sent=False, error=str(reply), retry=None)
     else:  # 4xx, and 5.7.x: our own setup, worth retrying once it is fixed
-        if outcome is Outcome.PAUSE:
+        if outcome is SendOutcome.PAUSE:
             log.error("transactional mail refused for a reason about the sender: %s", reply)
         _finish(app, mail_id, sent=False, error=str(reply), retry=_backoff(attempts + 1))
     return 0

@@ -2,10 +2,10 @@
 
 The main thread owns the database: it claims batches of due rows, hands them
 to one worker thread per SMTP connection, and records the outcomes in
-batched commits (each commit releases the workers waiting to end their next
-message, see ``worker.py``). Then, per digest: retries that fall due within
-a short window are waited for, rows other senders hold are waited for, and
-the digest is marked finished once nothing is pending or deferred.
+batched commits (each commit lets the workers end their next message, see
+``gate.py``). Then, per digest: retries that fall due within a short window
+are waited for, rows other senders hold are waited for, and the digest is
+marked finished once nothing is pending or deferred.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,34 +24,42 @@ from flask import Flask
 from sqlalchemy import Connection, Engine, event
 
 from mailer.db import make_engine
-from mailer.delivery import queue as rows
-from mailer.delivery.compose import Composer
+from mailer.delivery import deliveries as rows
+from mailer.delivery.connection import ConnectionThread, Inbox, ReaderCheck, Switch, drain
+from mailer.delivery.deliveries import Feeder
 from mailer.delivery.dkim import signer_from_config
-from mailer.delivery.feeder import Feeder
+from mailer.delivery.gate import Results
 from mailer.delivery.message import MailSettings
-from mailer.delivery.progress import Progress, duration
-from mailer.delivery.rate import TokenBucket
+from mailer.delivery.personalise import Composer
 from mailer.delivery.record import Recorder
-from mailer.delivery.report import DeliveryError, DeliveryReport
-from mailer.delivery.senders import exclusive_sender, is_dead_neighbour, sender_name
+from mailer.delivery.report import DeliveryError, DeliveryReport, Progress, duration, n_deliveries
+from mailer.delivery.senders import TokenBucket, exclusive_sender, is_dead_neighbour, sender_name
 from mailer.delivery.settings import RunSettings
-from mailer.delivery.smtp import SmtpTransport
-from mailer.delivery.smtp_url import parse_smtp_url
+from mailer.delivery.smtp import SmtpTransport, parse_smtp_url
 from mailer.delivery.transport import Transport
-from mailer.delivery.worker import ReaderCheck, Result, Worker, drain
 from mailer.models import DigestStatus, utcnow
 
 log = logging.getLogger("mailer.delivery")
 Echo = Callable[[str], Any]
 
 
-def deliveries(count: int) -> str:
-    """``1 delivery``, ``3 deliveries``."""
-    return f"{count} delivery" if count == 1 else f"{count} deliveries"
+@dataclass
+class Pass:
+    """The main loop's state while it sends one digest."""
+
+    digest_id: int
+    progress: Progress
+    window_end: datetime
+    size: int  # rows the next claim asks for
+    outstanding: int = 0  # claimed rows handed out and not yet recorded
+    exhausted: bool = False  # the last claim found nothing
+    after: int = 0  # the last row handed out (a sender alone reads on from there)
+    last_look: float = 0.0
+    stopping: bool = False
 
 
 class Run:
-    """One call of ``deliver``: its threads, its queue and its report."""
+    """One call of ``deliver``: its threads, its queues and its report."""
 
     def __init__(self, app: Flask, engine: Engine, echo: Echo, stop: threading.Event | None,
                  transport_factory: Callable[[], Transport]) -> None:
@@ -59,7 +68,7 @@ class Run:
         self.settings = RunSettings.from_config(config)
         self.engine = engine
         self.echo = echo
-        self.stop = stop or threading.Event()
+        self.switch = Switch(stop or threading.Event())
         self.transport_factory = transport_factory
         self.me = sender_name()
         mail = MailSettings.from_config(config)
@@ -68,34 +77,18 @@ class Run:
         self.composer = Composer(mail, config["SECRET_KEY"], (UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN),
                                  signer_from_config(config))
         self.bucket = TokenBucket(self.settings.rate)
-        self.recorder = Recorder(self.settings, self)
+        self.recorder = Recorder(self.settings, self._paused)
         self.report = self.recorder.report
-        self.inbox: queue.SimpleQueue[rows.Item | None] = queue.SimpleQueue()
-        self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
-        self.workers: list[Worker] = []
-        self.error: DeliveryError | None = None
-        self.aborted = False
+        self.inbox: Inbox = queue.SimpleQueue()
+        self.results = Results()
+        self.workers: list[ConnectionThread] = []
         self.exclusive = False
         self._renewed = time.monotonic()
-        self._halted: set[int] = set()
 
-    # -- called from the workers ---------------------------------------------
-
-    def fail(self, error: DeliveryError) -> None:
-        """A worker cannot go on: stop the run, keep the first error."""
-        if self.error is None:
-            self.error = error
-        self.aborted = True
-
-    def halted(self, digest_id: int) -> bool:
-        """Whether the digest's remaining messages must not leave (paused, stopping)."""
-        return self.aborted or self.stop.is_set() or digest_id in self._halted
-
-    def halt(self, digest_id: int) -> None:
-        """Stop sending this digest (it was paused)."""
-        self._halted.add(digest_id)
-
-    # -- the main thread --------------------------------------------------------
+    def _paused(self, digest_id: int, reason: str) -> None:
+        """The recorder paused the digest (a 5.7.x): no more of it leaves."""
+        self.switch.halt(digest_id)
+        self.echo(f"digest {digest_id} paused: {reason}")
 
     def execute(self, exclusive: bool) -> DeliveryReport:
         """Send every sending digest; raise DeliveryError when the server is unusable.
@@ -104,109 +97,135 @@ class Run:
         read rather than claimed.
         """
         self.exclusive = exclusive
-        self.feeder = Feeder(self.engine, self.me, self.settings.lease, self.settings.batch, exclusive)
+        self.feeder = Feeder(self.engine, self.me, self.settings.lease, exclusive)
         with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 # Each write is one statement, so autocommit saves the COMMIT's
                 # round trip on every batch of outcomes.
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            digests = rows.sending_digests(conn)
-            for digest_id, reason in rows.paused_digests(conn):
-                self.echo(f"digest {digest_id} is paused ({reason or 'no reason given'}): "
-                          f"'digest resume {digest_id}' sends the rest")
-                self.report.still_paused.append(digest_id)
-            # Claims a dead sender left: any at all when the file lock says we
-            # are alone (SQLite), else those of dead processes on this host.
-            for claimant in {c for d in digests for c in rows.claimants(conn, d, utcnow())}:
-                if exclusive or is_dead_neighbour(claimant):
-                    rows.release(conn, claimant)
-            conn.commit()
+            digests = self._begin(conn)
             try:
                 for digest_id in digests:
-                    self.send_digest(conn, digest_id)
-                    if self.aborted or self.stop.is_set():
+                    self.send_one(conn, digest_id)
+                    if self.switch.aborted or self.switch.stop.is_set():
                         break
             except BaseException:
                 # Ctrl-C or a database failure: the workers give up their
                 # message in flight (no final ".", so the server drops it).
-                self.aborted = True
+                self.switch.aborted = True
                 raise
             finally:
                 self.shutdown(conn)
             self.report.deferred = rows.count_deferred(conn)
-        if self.error is not None:
-            raise self.error
+        if self.switch.error is not None:
+            raise self.switch.error
         return self.report
+
+    def _begin(self, conn: Connection) -> list[int]:
+        """The digests to send; say which are paused; take back the claims of dead senders."""
+        digests = rows.sending_digests(conn)
+        self.report.digests = list(digests)
+        for digest_id, reason in rows.paused_digests(conn):
+            self.echo(f"digest {digest_id} is paused ({reason or 'no reason given'}): "
+                      f"'digest resume {digest_id}' sends the rest")
+            self.report.still_paused.append(digest_id)
+        # Any claim at all when the file lock says we are alone (SQLite), else
+        # those of dead processes on this host.
+        for claimant in {c for d in digests for c in rows.claimants(conn, d, utcnow())}:
+            if self.exclusive or is_dead_neighbour(claimant):
+                rows.release(conn, claimant)
+        conn.commit()
+        return digests
 
     def start_workers(self) -> None:
         """One thread per connection; each connects at once (a refusal ends the run)."""
         if self.workers:
             return
         for number in range(self.settings.connections):
-            worker = Worker(self, number + 1, self.transport_factory(), self._reader_check)
+            worker = ConnectionThread(number + 1, self.transport_factory(), self._reader_check, inbox=self.inbox,
+                                      results=self.results, switch=self.switch, composer=self.composer,
+                                      bucket=self.bucket)
             worker.start()
             self.workers.append(worker)
 
     def _reader_check(self) -> ReaderCheck:
         return ReaderCheck(self.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
 
-    def send_digest(self, conn: Connection, digest_id: int) -> None:
+    def send_one(self, conn: Connection, digest_id: int) -> None:
         """Send one digest's due rows, wait for its short retries, finish it if done."""
-        now = utcnow()
-        failed = rows.give_up_expired(conn, digest_id, now - self.recorder.give_up, now)
-        conn.commit()
-        self.report.failed += failed
-        total = rows.count_due(conn, digest_id, now)
-        window_end = now + timedelta(seconds=self.settings.retry_window)
-        progress = Progress(self.echo, total, f"digest {digest_id}")
-        if total:
-            self.echo(f"digest {digest_id}: {deliveries(total)} to send over "
-                      f"{min(total, self.settings.connections)} connection(s)")
-        feeder = self.feeder
-        outstanding, exhausted, last_look, after = 0, False, 0.0, 0
+        step = self._start_pass(conn, digest_id)
         while True:
-            if time.monotonic() - last_look >= 1.0:
-                last_look = time.monotonic()
-                self._look_around(conn, digest_id)
-            stopping = self.halted(digest_id)
-            if stopping and outstanding:
-                outstanding -= self.recorder.release(conn, drain(self.inbox))
-            if not stopping and not exhausted and not feeder.busy and outstanding < self.settings.batch:
-                # Alone (SQLite), rows are read from a cursor; with nothing in
-                # flight (after waiting for retries) from the start again.
-                feeder.request(digest_id, after if outstanding else 0, utcnow())
-            claimed = feeder.ready(timeout=0.0 if outstanding else 0.05)
-            if claimed is not None:
-                if stopping:
-                    self.recorder.release(conn, claimed)
-                elif claimed:
-                    after = claimed[-1].delivery_id
-                    self.composer.load(conn, {item.edition_id for item in claimed})
-                    self.start_workers()
-                    for item in claimed:
-                        self.inbox.put(item)
-                    outstanding += len(claimed)
-                exhausted = not claimed
-            done = self.recorder.collect(conn, self.results, wait=0.05 if outstanding else 0.0,
-                                         connections=sum(w.is_alive() for w in self.workers))
-            outstanding -= done.handled
-            progress.advance(done.tried)
-            if outstanding > 0 or feeder.busy:
-                if outstanding and self.aborted and not any(worker.is_alive() for worker in self.workers):
+            self._look_around(conn, step)
+            self._claim(step)
+            self._hand_out(conn, step)
+            self._record(conn, step)
+            if step.outstanding > 0 or self.feeder.busy or not (step.exhausted or step.stopping):
+                if step.outstanding and self.switch.aborted and not any(w.is_alive() for w in self.workers):
                     break  # nobody left to finish them: shutdown() releases what is left
-                continue
-            if stopping:
+                continue  # the last claim found rows: claim again before looking at what is left
+            if step.stopping:
                 break
-            wait = self._wait_for(conn, digest_id, window_end)
-            if wait is None:
+            wait = self._wait_for(conn, digest_id, step.window_end)
+            if wait is None or self.switch.stop.wait(wait):
                 break
-            if self.stop.wait(wait):
-                break
-            exhausted = False
-        progress.close()
-        if progress.done:
+            step.exhausted = False
+        self._end_pass(conn, step)
+
+    def _start_pass(self, conn: Connection, digest_id: int) -> Pass:
+        """Fail what waited too long, count what is due, tell the operator."""
+        now = utcnow()
+        self.report.failed += rows.give_up_expired(conn, digest_id, now - self.recorder.give_up, now)
+        conn.commit()
+        total = rows.count_due(conn, digest_id, now)
+        if total:
+            self.echo(f"digest {digest_id}: {n_deliveries(total)} to send over "
+                      f"{min(total, self.settings.connections)} connection(s)")
+        # Shared with other senders: small claims first, doubling as they are
+        # sent, so that a sender started a moment later still finds work.
+        size = self.settings.batch if self.exclusive else min(self.settings.batch, 2 * self.settings.connections)
+        return Pass(digest_id, Progress(self.echo, total, f"digest {digest_id}"),
+                    now + timedelta(seconds=self.settings.retry_window), size)
+
+    def _claim(self, step: Pass) -> None:
+        """Ask the feeder for the next rows once those handed out run low."""
+        low_water = self.settings.batch if self.exclusive else max(1, step.size // 2)
+        if step.stopping or step.exhausted or self.feeder.busy or step.outstanding >= low_water:
+            return
+        # Alone (SQLite), rows are read from a cursor; with nothing in
+        # flight (after waiting for retries) from the start again.
+        self.feeder.request(step.digest_id, step.after if step.outstanding else 0, utcnow(), step.size)
+        step.size = min(self.settings.batch, step.size * 2)
+
+    def _hand_out(self, conn: Connection, step: Pass) -> None:
+        """Put the claimed rows in the workers' inbox (or give them back when stopping)."""
+        claimed = self.feeder.ready(timeout=0.0 if step.outstanding else 0.05)
+        if claimed is None:
+            return
+        if step.stopping:
+            self.recorder.release(conn, claimed)
+        elif claimed:
+            step.after = claimed[-1].delivery_id
+            self.composer.load(conn, {item.edition_id for item in claimed})
+            self.start_workers()
+            for item in claimed:
+                self.inbox.put(item)
+            step.outstanding += len(claimed)
+        step.exhausted = not claimed
+
+    def _record(self, conn: Connection, step: Pass) -> None:
+        """Commit the workers' results (which lets them end their next message)."""
+        done = self.recorder.collect(conn, self.results, wait=0.05 if step.outstanding else 0.0,
+                                     connections=sum(w.is_alive() for w in self.workers))
+        step.outstanding -= done.handled
+        step.progress.advance(done.tried)
+
+    def _end_pass(self, conn: Connection, step: Pass) -> None:
+        """Say what this run did; mark the digest finished when nothing waits."""
+        digest_id = step.digest_id
+        step.progress.close()
+        if step.progress.done:
             self.echo(f"digest {digest_id}: {self.recorder.line(digest_id)}")
-        if not self.halted(digest_id) and rows.finish_if_done(conn, digest_id, utcnow()):
+        if not self.switch.halted(digest_id) and rows.finish_if_done(conn, digest_id, utcnow()):
             conn.commit()
             self.report.finished.append(digest_id)
             self.echo(f"digest {digest_id} finished")
@@ -228,19 +247,25 @@ class Run:
                 self.echo(f"digest {digest_id}: {left.deferred} deferred, next retry in {duration(wait)}")
             return wait
         if left.deferred:
-            self.echo(f"digest {digest_id}: {deliveries(left.deferred)} deferred for a later run")
+            self.echo(f"digest {digest_id}: {n_deliveries(left.deferred)} deferred for a later run")
         return None
 
-    def _look_around(self, conn: Connection, digest_id: int) -> None:
-        """Once a second: notice a pause from elsewhere; now and then renew our leases."""
-        status, reason = rows.digest_status(conn, digest_id)
-        if status != DigestStatus.SENDING and digest_id not in self._halted:
-            self.halt(digest_id)
-            self.echo(f"digest {digest_id} is {status.value if status else 'gone'}: {reason or 'stopping'}")
-        if not self.exclusive and time.monotonic() - self._renewed >= self.settings.lease / 4:
-            self._renewed = time.monotonic()
-            rows.renew(conn, digest_id, self.me, utcnow(), self.settings.lease)
-        conn.commit()
+    def _look_around(self, conn: Connection, step: Pass) -> None:
+        """Once a second: notice a pause from elsewhere, renew our leases; each turn: stopping yet?"""
+        digest_id = step.digest_id
+        if time.monotonic() - step.last_look >= 1.0:
+            step.last_look = time.monotonic()
+            status, reason = rows.digest_status(conn, digest_id)
+            if status != DigestStatus.SENDING and not self.switch.halted(digest_id):
+                self.switch.halt(digest_id)
+                self.echo(f"digest {digest_id} is {status.value if status else 'gone'}: {reason or 'stopping'}")
+            if not self.exclusive and time.monotonic() - self._renewed >= self.settings.lease / 4:
+                self._renewed = time.monotonic()
+                rows.renew(conn, digest_id, self.me, utcnow(), self.settings.lease)
+            conn.commit()
+        step.stopping = self.switch.halted(digest_id)
+        if step.stopping and step.outstanding:
+            step.outstanding -= self.recorder.release(conn, drain(self.inbox))
 
     def shutdown(self, conn: Connection) -> None:
         """Stop the workers after their message in flight; record and release the rest."""

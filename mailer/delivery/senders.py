@@ -1,4 +1,4 @@
-"""Who is sending: this sender's name on its claims, and SQLite's one-sender lock.
+"""Who is sending: this sender's name on its claims, SQLite's one-sender lock, and the send rate.
 
 On PostgreSQL any number of senders, on any number of hosts, share a digest
 through row claims. SQLite has no row locks: there a file lock beside the
@@ -13,8 +13,10 @@ import errno
 import fcntl
 import os
 import socket
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -93,3 +95,44 @@ def exclusive_sender(database_url: str) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- the send rate ---------------------------------------------------------
+# ``MAILER_SEND_RATE``: at most so many messages a second, as a token bucket.
+#
+# One bucket per run, shared by the connections of this process. The bucket
+# holds at most one second of tokens, so after a pause the sender does not
+# burst past what the provider allows.
+
+class TokenBucket:
+    """``rate`` tokens a second, up to ``burst``; ``rate`` 0 means no limit."""
+
+    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] | None = None,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        """A full bucket: the first ``burst`` messages leave at once.
+
+        ``clock`` and ``sleep`` default to this module's ``time`` functions,
+        looked up when called (a test replaces them).
+        """
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate)
+        self.tokens = self.burst
+        self._clock = clock or (lambda: time.monotonic())
+        self._sleep = sleep or (lambda seconds: time.sleep(seconds))
+        self._stamp = self._clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        """Wait until a token is there and take it."""
+        if not self.rate:
+            return
+        with self._lock:
+            now = self._clock()
+            self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self.tokens -= 1
+            # Going below zero books a future token: wait for it outside the
+            # bucket's state, holding the lock so the waits queue up in order.
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+            if wait:
+                self._sleep(wait)

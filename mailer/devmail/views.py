@@ -135,7 +135,7 @@ def raw(key: str) -> Response:
 @bp.post("/send-digest")
 def send_digest_now() -> BaseResponse:
     """Poll the feeds, then compose and send a digest, as the scheduler would."""
-    from mailer import scheduler
+    from mailer import pipeline
     from mailer.delivery import DeliveryError, SenderBusyError
     from mailer.locks import job_lock
 
@@ -146,7 +146,7 @@ def send_digest_now() -> BaseResponse:
             if not held:
                 flash(_("The scheduler is sending right now: try again in a minute."), "error")
                 return redirect(url_for("devmail.index"))
-            report = scheduler.send_digest(app, poll=True, echo=lines.append)
+            report = pipeline.send_digest(app, poll=True, echo=lines.append)
     except SenderBusyError:
         flash(_("The scheduler is sending right now: try again in a minute."), "error")
         return redirect(url_for("devmail.index"))

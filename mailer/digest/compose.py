@@ -41,7 +41,7 @@ log = logging.getLogger("mailer.digest")
 
 def _enough(config: Mapping[str, Any], count: int) -> bool:
     """Whether ``count`` new articles make a digest (never an empty one)."""
-    return count >= max(1, int(config.get("DIGEST_MIN_ARTICLES") or 1))
+    return count >= max(1, int(config["DIGEST_MIN_ARTICLES"]))
 
 
 def render_preview(session: Session, config: Mapping[str, Any], language: str) -> str | None:

@@ -122,7 +122,7 @@ def render_edition(
     """
     wanted = frozenset(topics.split(",")) if topics else None
     cap = int(config["DIGEST_MAX_ARTICLES"])
-    limit = int(config.get("DIGEST_MAX_HTML_BYTES") or 100_000)
+    limit = int(config["DIGEST_MAX_HTML_BYTES"])
     while True:
         content = edition_content(items, wanted, cap, config, language)
         if not content.shown:

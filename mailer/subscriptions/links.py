@@ -71,7 +71,7 @@ def confirm_page(token: str) -> Page:
     """A page with a button: a GET confirms nothing."""
     found = _confirming(token)
     if not isinstance(found[0], Subscriber):
-        return found  # type: ignore[return-value]
+        return found
     subscriber, nonce = found
     if subscriber.status is SubscriberStatus.CONFIRMED:
         return render_template("pages/confirmed.html", already=True, **_links(subscriber))
@@ -86,7 +86,7 @@ def confirm_action(token: str) -> Page:
     """Confirm the subscription (idempotent)."""
     found = _confirming(token)
     if not isinstance(found[0], Subscriber):
-        return found  # type: ignore[return-value]
+        return found
     subscriber, nonce = found
     session = get_session()
     result = confirm(session, subscriber, nonce, consent.Origin.of(request))

@@ -62,10 +62,10 @@ def populate(session) -> None:
             if reader.confirmed_at and reader.confirmed_at < created and (
                     reader.unsubscribed_at is None or reader.unsubscribed_at > created):
                 roll = rng.random()
-                status = DeliveryStatus.FAILED if roll < .01 else DeliveryStatus.SENT
-                seed.delivery(session, made, reader, status, bounce=status is DeliveryStatus.FAILED,
+                outcome = DeliveryStatus.FAILED if roll < .01 else DeliveryStatus.SENT
+                seed.delivery(session, made, reader, outcome, bounce=outcome is DeliveryStatus.FAILED,
                               sent_at=created + timedelta(minutes=3), reply="550 5.1.1 user unknown"
-                              if status is DeliveryStatus.FAILED else "250 2.0.0 Ok")
+                              if outcome is DeliveryStatus.FAILED else "250 2.0.0 Ok")
     running = seed.digest(session, "current", DigestStatus.SENDING, subject="Le notizie tech di questa settimana")
     for n, reader in enumerate(r for r in readers if r.status is SubscriberStatus.CONFIRMED):
         seed.delivery(session, running, reader, DeliveryStatus.SENT if n < 310 else DeliveryStatus.PENDING)

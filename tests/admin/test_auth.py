@@ -19,7 +19,7 @@ def _admin_rules(app: Flask):
         if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
             continue
         url = re.sub(r"<int:\w+>", "1", rule.rule)
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             yield method, url
 
 

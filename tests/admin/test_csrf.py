@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 
@@ -18,8 +19,8 @@ class FormFinder(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__()
-        self.forms: list[dict] = []
-        self._current: dict | None = None
+        self.forms: list[dict[str, Any]] = []
+        self._current: dict[str, Any] | None = None
 
     def handle_starttag(self, tag, attrs):
         values = dict(attrs)
@@ -104,8 +105,8 @@ def test_every_post_without_a_token_is_refused(csrf_app):
     with session_scope(csrf_app) as s:
         from mailer.models import Digest, Subscriber
 
-        assert s.get(Subscriber, 1).status is SubscriberStatus.CONFIRMED
-        assert s.get(Digest, 1).status is DigestStatus.SENDING
+        assert s.get_one(Subscriber, 1).status is SubscriberStatus.CONFIRMED
+        assert s.get_one(Digest, 1).status is DigestStatus.SENDING
 
 
 def test_a_post_with_the_token_goes_through(csrf_app):
@@ -117,7 +118,7 @@ def test_a_post_with_the_token_goes_through(csrf_app):
     with session_scope(csrf_app) as s:
         from mailer.models import Feed
 
-        assert s.get(Feed, 1).enabled is False
+        assert s.get_one(Feed, 1).enabled is False
 
 
 def test_the_upload_limit_holds_before_the_csrf_check_reads_the_body(csrf_app, monkeypatch):

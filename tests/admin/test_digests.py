@@ -14,6 +14,12 @@ from mailer.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscr
 from tests.admin import seed
 
 
+def _found(pattern: str, html: str) -> str:
+    """The first group of ``pattern`` in ``html`` (the test fails when it is not there)."""
+    match = re.search(pattern, html, re.S)
+    assert match is not None, pattern
+    return match.group(1)
+
 def _rss(*titles: str) -> str:
     now = datetime.now(UTC)
     items = "".join(
@@ -43,12 +49,12 @@ def test_digests_page(admin_client, session):
     html = admin_client.get("/admin/digests/").get_data(as_text=True)
     assert "Settimana &lt;uno&gt;" in html
     history = html.split('id="history"', 1)[1]
-    row = re.search(r'<tr data-digest-id="1">(.*?)</tr>', history, re.S).group(1)
+    row = _found(r'<tr data-digest-id="1">(.*?)</tr>', history)
     assert re.findall(r'<td class="num">(\d+)</td>', row) == ["1", "0", "0", "1", "0", "0"]  # sent..unsubscribed
     running = html.split('id="running"', 1)[1].split("</section>", 1)[0]
     assert 'action="/admin/digests/2/pause"' in running
     # The preview frame is sandboxed: no scripts, no access to the admin's origin.
-    frame = re.search(r"<iframe[^>]*>", html).group(0)
+    frame = _found(r"(<iframe[^>]*>)", html)
     assert 'sandbox="' in frame and "allow-scripts" not in frame and "allow-same-origin" not in frame
     assert 'src="/admin/digests/preview?language=en"' in frame  # MAILER_LOCALE
 
@@ -125,12 +131,13 @@ def test_send_now_polls_composes_and_sends(app, admin_client, session, smtp_serv
     admin_client.post("/admin/digests/send")
     assert get_sender(app).wait(60)
     run = get_sender(app).last
+    assert run is not None
     assert run.error is None, run.error
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == [f"lettore{n}@example.it" for n in range(3)]
     digest = session.scalar(select(Digest))
     assert digest.status is DigestStatus.FINISHED
     html = admin_client.get("/admin/").get_data(as_text=True)
-    row = re.search(r'<tr data-digest-id="1">(.*?)</tr>', html, re.S).group(1)
+    row = _found(r'<tr data-digest-id="1">(.*?)</tr>', html)
     assert re.findall(r'<td class="num">(\d+)</td>', row)[0] == "3"
 
 
@@ -153,7 +160,9 @@ def test_pause_and_resume(app, admin_client, session, smtp_server):
     assert response.headers["Location"] == "/admin/digests/"
     # Resuming carries the send on from the web app: every pending reader gets it.
     assert get_sender(app).wait(60)
-    assert get_sender(app).last.error is None, get_sender(app).last.error
+    last = get_sender(app).last
+    assert last is not None
+    assert last.error is None, last.error
     assert len(smtp_server.messages) == 3
     session.expire_all()
     assert session.get(Digest, made.id).status is DigestStatus.FINISHED
@@ -202,5 +211,6 @@ def test_another_sender_at_work_is_not_an_error(app, admin_client, session, monk
     admin_client.post(f"/admin/digests/{made.id}/resume")
     assert get_sender(app).wait(10)
     run = get_sender(app).last
-    assert run.error is None and "carries on" in run.result
+    assert run is not None
+    assert run.error is None and "carries on" in (run.result or "")
     assert "carries on" in admin_client.get("/admin/digests/").get_data(as_text=True)

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 
 from mailer.admin.growth import growth_series
 from mailer.admin.stats import digest_counts, reader_counts
-from mailer.delivery.record import SKIPPED_REPLY
 from mailer.models import DeliveryStatus, DigestStatus, SubscriberStatus, utcnow
 from tests.admin import seed
 
@@ -38,7 +37,7 @@ def test_digest_counts(session):
     seed.delivery(session, first, readers[4], DeliveryStatus.FAILED, bounce=True)
     seed.delivery(session, first, readers[5], DeliveryStatus.PENDING)
     # Reader 7 unsubscribed during the send: not sent, and not a failure either.
-    seed.delivery(session, first, readers[7], DeliveryStatus.FAILED, reply=SKIPPED_REPLY)
+    seed.delivery(session, first, readers[7], DeliveryStatus.SKIPPED)
     # Reader 1 left after the first digest, before the second: counted for the first only.
     readers[1].status, readers[1].unsubscribed_at = S.UNSUBSCRIBED, now - timedelta(days=10)
     # Reader 0 got both and left after the second: counted for the second.

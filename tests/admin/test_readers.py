@@ -20,7 +20,7 @@ def _emails(html: str) -> list[str]:
 def _list(client, **query) -> str:
     response = client.get("/admin/readers/", query_string=query)
     assert response.status_code == 200
-    return response.get_data(as_text=True)
+    return str(response.get_data(as_text=True))
 
 
 def test_search_and_filters(admin_client, session):

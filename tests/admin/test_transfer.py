@@ -19,7 +19,7 @@ from tests.subscriptions.conftest import delivered
 
 def _upload(client, body: bytes, confirmed: bool = False, name: str = "lista.csv", send_confirmation: bool = False,
             csrf: str | None = None):
-    data = {"file": (io.BytesIO(body), name)}
+    data: dict[str, object] = {"file": (io.BytesIO(body), name)}
     if confirmed:
         data["confirmed"] = "y"
     if send_confirmation:
@@ -188,7 +188,7 @@ def test_stream_writes_stops_the_writer_when_the_client_leaves():
 
     stream = stream_writes(write)
     next(stream)
-    stream.close()  # what the server does when the client disconnects
+    stream.close()  # type: ignore[attr-defined]  # a generator: what the server does when the client disconnects
     assert stopped.wait(5)
 
 

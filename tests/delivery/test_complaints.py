@@ -118,7 +118,7 @@ def test_a_complaint_in_the_maildir_marks_the_reader_complained(
 
 def test_yahoo_complaint_from_a_file_names_the_verp_sender(
     make_app, smtp_server: SmtpSink, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Yahoo's feedback loop: Original-Mail-From is our VERP envelope sender."""
     app = make_app(BOUNCE_ADDRESS="bounces@example.it")
     from mailer.db import get_sessionmaker

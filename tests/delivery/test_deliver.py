@@ -81,7 +81,7 @@ def test_send_rate_spaces_the_messages(
     app: Flask, session: Session, smtp_server: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeTime()
-    monkeypatch.setattr("mailer.delivery.rate.time", fake)
+    monkeypatch.setattr("mailer.delivery.senders.time", fake)
     make_digest(session, 7)
     app.config["SEND_RATE"] = 2.0  # two at once, then one every half second
     assert deliver(app, echo=lambda _l: None).sent == 7
@@ -106,7 +106,7 @@ def test_each_reader_gets_the_edition_of_their_segment(app: Flask, session: Sess
 
 
 def test_progress_is_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from mailer.delivery.progress import Progress
+    from mailer.delivery.report import Progress
 
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     clock = [0.0]

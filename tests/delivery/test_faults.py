@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from mailer.delivery import DeliveryError, deliver, resume_digest
-from mailer.delivery.progress import Progress
+from mailer.delivery.report import Progress
 from mailer.models import Delivery, DeliveryStatus, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from tests.delivery.factory import delivery, digest_row, make_digest, statuses
 from tests.smtp_sink import SmtpSink

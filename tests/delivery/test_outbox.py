@@ -241,7 +241,7 @@ def test_a_signups_mail_goes_before_an_imports_bulk(app: Flask, session: Session
         "signup@example.org", "imported0@example.org", "imported1@example.org", "imported2@example.org"]
 
 
-def test_send_rate_paces_the_outbox(make_app, session: Session, smtp_server: SmtpSink,  # type: ignore[no-untyped-def]
+def test_send_rate_paces_the_outbox(make_app, session: Session, smtp_server: SmtpSink,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     taken: list[float] = []
 

@@ -6,12 +6,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from mailer.delivery.compose import envelope_address
-from mailer.delivery.faults import Outcome, classify, next_attempt
-from mailer.delivery.progress import Progress, duration
-from mailer.delivery.rate import TokenBucket
-from mailer.delivery.report import DeliveryReport
-from mailer.delivery.smtp_url import SmtpSettings, parse_smtp_url
+from mailer.delivery.faults import SendOutcome, classify, next_attempt
+from mailer.delivery.personalise import envelope_address
+from mailer.delivery.report import DeliveryReport, Progress, duration
+from mailer.delivery.senders import TokenBucket
+from mailer.delivery.smtp import SmtpSettings, parse_smtp_url
 from mailer.delivery.transport import ABANDONED, Reply
 
 
@@ -40,26 +39,26 @@ def test_the_password_stays_out_of_repr() -> None:
 
 
 @pytest.mark.parametrize(("code", "text", "stage", "outcome"), [
-    (250, "2.0.0 OK queued", "data", Outcome.SENT),
-    (421, "4.3.2 closing", "mail", Outcome.DEFERRED),
-    (451, "4.4.2 connection lost", "data", Outcome.DEFERRED),
-    (450, "4.2.0 greylisted", "rcpt", Outcome.DEFERRED),
-    (452, "4.2.2 mailbox full", "rcpt", Outcome.DEFERRED),
-    (550, "5.1.1 no such user", "rcpt", Outcome.BOUNCED),
-    (550, "5.1.10 null MX", "rcpt", Outcome.BOUNCED),
-    (551, "5.1.6 moved", "data", Outcome.BOUNCED),
-    (550, "5.2.1 mailbox disabled", "rcpt", Outcome.BOUNCED),
-    (550, "No such user here", "rcpt", Outcome.BOUNCED),  # no enhanced code: 550 on RCPT
-    (550, "5.7.1 rejected by policy", "rcpt", Outcome.PAUSE),
-    (554, "5.7.1 message rejected as spam", "data", Outcome.PAUSE),
-    (553, "5.1.8 sender domain does not exist", "mail", Outcome.PAUSE),  # about us, not the reader
-    (530, "5.7.0 authentication required", "mail", Outcome.PAUSE),
-    (552, "5.3.4 message too big", "data", Outcome.FAILED),
-    (552, "5.2.2 mailbox full", "rcpt", Outcome.FAILED),
-    (554, "transaction failed", "data", Outcome.FAILED),
-    (451, "4.3.0 abandoned", ABANDONED, Outcome.RELEASED),
+    (250, "2.0.0 OK queued", "data", SendOutcome.SENT),
+    (421, "4.3.2 closing", "mail", SendOutcome.DEFERRED),
+    (451, "4.4.2 connection lost", "data", SendOutcome.DEFERRED),
+    (450, "4.2.0 greylisted", "rcpt", SendOutcome.DEFERRED),
+    (452, "4.2.2 mailbox full", "rcpt", SendOutcome.DEFERRED),
+    (550, "5.1.1 no such user", "rcpt", SendOutcome.BOUNCED),
+    (550, "5.1.10 null MX", "rcpt", SendOutcome.BOUNCED),
+    (551, "5.1.6 moved", "data", SendOutcome.BOUNCED),
+    (550, "5.2.1 mailbox disabled", "rcpt", SendOutcome.BOUNCED),
+    (550, "No such user here", "rcpt", SendOutcome.BOUNCED),  # no enhanced code: 550 on RCPT
+    (550, "5.7.1 rejected by policy", "rcpt", SendOutcome.PAUSE),
+    (554, "5.7.1 message rejected as spam", "data", SendOutcome.PAUSE),
+    (553, "5.1.8 sender domain does not exist", "mail", SendOutcome.PAUSE),  # about us, not the reader
+    (530, "5.7.0 authentication required", "mail", SendOutcome.PAUSE),
+    (552, "5.3.4 message too big", "data", SendOutcome.FAILED),
+    (552, "5.2.2 mailbox full", "rcpt", SendOutcome.FAILED),
+    (554, "transaction failed", "data", SendOutcome.FAILED),
+    (451, "4.3.0 abandoned", ABANDONED, SendOutcome.RELEASED),
 ])
-def test_replies_are_classified(code: int, text: str, stage: str, outcome: Outcome) -> None:
+def test_replies_are_classified(code: int, text: str, stage: str, outcome: SendOutcome) -> None:
     assert classify(Reply(code, text, stage)) is outcome
 
 

@@ -70,7 +70,7 @@ def gunicorn(env: dict[str, str], workers: int = 2) -> Iterator[tuple[str, list[
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    base, output = f"http://127.0.0.1:{port}", []
+    base, output = f"http://127.0.0.1:{port}", list[str]()
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -105,7 +105,7 @@ def test_two_workers_start_cleanly_and_answer_healthz(deployed_database: str, sm
     # The access log (gunicorn.conf.py) recorded the requests.
     assert output.count('"GET /healthz HTTP/1.1" 200') >= 64
     if make_url(deployed_database).get_backend_name() == "sqlite":
-        with sqlite3.connect(make_url(deployed_database).database) as conn:
+        with sqlite3.connect(str(make_url(deployed_database).database)) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -134,10 +134,10 @@ def test_a_flood_of_signups_through_two_workers_is_applied_whole(
 
     engine = create_engine(deployed_database)
     with engine.connect() as conn:
-        outcomes = dict(conn.execute(text(
+        outcomes: dict[str, int] = dict(conn.execute(text(
             "SELECT json_extract(details, '$.outcome'), COUNT(*) FROM consent_events GROUP BY 1"
             if deployed_database.startswith("sqlite") else
-            "SELECT details->>'outcome', COUNT(*) FROM consent_events GROUP BY 1")).all())
+            "SELECT details->>'outcome', COUNT(*) FROM consent_events GROUP BY 1")).tuples().all())
         readers = conn.execute(text("SELECT COUNT(*) FROM subscribers")).scalar()
     engine.dispose()
     assert readers == 150

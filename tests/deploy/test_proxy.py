@@ -17,7 +17,9 @@ def seen_by(app: Flask, headers: dict[str, str]) -> dict[str, str]:
     def client() -> dict[str, str]:
         return {"remote": request.remote_addr or "", "scheme": request.scheme, "host": request.host}
 
-    return app.test_client().get("/_test/client", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}).json
+    answer: dict[str, str] = app.test_client().get("/_test/client", headers=headers,  # type: ignore[assignment]
+                                                   environ_base={"REMOTE_ADDR": "127.0.0.1"}).json
+    return answer
 
 
 FORWARDED = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https",

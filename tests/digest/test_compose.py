@@ -27,7 +27,7 @@ from mailer.models import (
 from tests.digest.conftest import NOW
 
 
-def compose_digest(session: Session, app: Flask, now=NOW) -> Digest | None:  # type: ignore[no-untyped-def]
+def compose_digest(session: Session, app: Flask, now=NOW) -> Digest | None:
     """Compose and commit, as the scheduler does."""
     digest = compose_digest_(session, app.config, now)
     session.commit()
@@ -163,7 +163,7 @@ def test_losing_the_race_for_the_week_leaves_the_callers_transaction_usable(
     add_reader()
     render_segments = compose._render_segments
 
-    def other_process_wins(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def other_process_wins(*args, **kwargs):
         # Another scheduler commits this week's digest while we render.
         with get_sessionmaker(app_context)() as other, other.begin():
             other.add(Digest(period="2026-11-23 08:00+01:00", subject="theirs", status=DigestStatus.SENDING,

@@ -327,7 +327,7 @@ def test_tls_to_a_pinned_address_still_names_and_verifies_the_host(add_feed_row,
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     names: list[str | None] = []
-    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,misc,return-value]
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
 
     def handshake(conn: socket.socket) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:

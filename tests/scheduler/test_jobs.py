@@ -126,7 +126,8 @@ def test_hard_bounces_are_suppressed_after_the_digest_job(
     assert run_job(app, job("digest"), threading.Event()) == "ok"
 
     session.expire_all()
-    status = dict(session.execute(select(Subscriber.email, Subscriber.status)).all())
+    rows = session.execute(select(Subscriber.email, Subscriber.status)).tuples().all()
+    status: dict[str | None, SubscriberStatus] = dict(rows)
     assert status == {"anna@example.it": SubscriberStatus.CONFIRMED, "ghost@example.it": SubscriberStatus.BOUNCED}
 
 

@@ -17,8 +17,8 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mailer.delivery import deliver
 from mailer.models import Delivery, DeliveryStatus, Digest, JobRun
-from mailer.scheduler import deliver
 from tests.http_server import FeedServer
 from tests.scheduler.conftest import add_readers, rss
 from tests.scheduler.test_runner import daily_an_hour_ago

@@ -156,7 +156,7 @@ def test_the_first_record_of_a_job_does_not_collide_with_another_schedulers(
     app: Flask, session: Session, caplog
 ) -> None:
     caplog.set_level(logging.INFO, logger="mailer.scheduler")
-    probe = Job("probe", lambda _app, _stop: None, lambda _config: None, lock="probe")  # type: ignore[arg-type, return-value]
+    probe = Job("probe", lambda _app, _stop: None, lambda _config: None, lock="probe")
     with another_scheduler_inserts_first(app, "probe", outcome="skipped"):
         assert run_job(app, probe, threading.Event()) == "ok"
     assert "could not record" not in caplog.text

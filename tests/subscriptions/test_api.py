@@ -108,7 +108,7 @@ def test_records_source_and_consent_text(client: FlaskClient, session: Session) 
     assert reader.language == "it"
 
 
-def test_cors_only_for_configured_origins(make_app) -> None:  # type: ignore[no-untyped-def]
+def test_cors_only_for_configured_origins(make_app) -> None:
     app: Flask = make_app(CORS_ORIGINS=[SITE])
     client = app.test_client()
     preflight = client.options("/api/subscribe", headers={
@@ -141,6 +141,6 @@ def test_no_cors_by_default(client: FlaskClient, session: Session) -> None:
     assert session.scalar(select(func.count(ConsentEvent.id))) == 2
 
 
-def test_api_needs_no_csrf_token(make_app) -> None:  # type: ignore[no-untyped-def]
+def test_api_needs_no_csrf_token(make_app) -> None:
     app: Flask = make_app(WTF_CSRF_ENABLED=True)
     assert post(app.test_client(), {"email": "mario@example.it", "consent": True}).status_code == 202

@@ -61,7 +61,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def live(make_app, feed_server: FeedServer) -> Iterator[tuple[Flask, str]]:  # type: ignore[no-untyped-def]
+def live(make_app, feed_server: FeedServer) -> Iterator[tuple[Flask, str]]:
     """The app served by a real HTTP server on a free port, as a browser sees it."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -129,7 +129,7 @@ def test_signup_confirm_and_unsubscribe(browser: Any, live: tuple[Flask, str], s
     assert reader.status is SubscriberStatus.CONFIRMED and reader.topics == "hardware"
 
     # A real digest, then its unsubscribe link.
-    from mailer.scheduler import send_digest
+    from mailer.pipeline import send_digest
 
     _add_article(session, base)
     send_digest(app, poll=False, echo=lambda _line: None)

@@ -18,7 +18,7 @@ from mailer.subscriptions.addresses import email_hash, erased_hash
 from tests.subscriptions.conftest import confirm_path, events, mails, subscribe, subscriber
 
 
-def run_import(app: Flask, session: Session, text: str, confirmed: bool = False, locale: str = "it"):  # type: ignore[no-untyped-def]
+def run_import(app: Flask, session: Session, text: str, confirmed: bool = False, locale: str = "it"):
     """Import ``text``; problems are worded in ``locale`` (MAILER_LOCALE)."""
     with app.app_context():
         report = import_csv(session, io.StringIO(text), confirmed=confirmed, source="list.csv",
@@ -66,7 +66,7 @@ def test_import_confirmed(app: Flask, session: Session) -> None:
     assert events(session, anna.email_hash)[0].details == {"confirmed": True, "status": "confirmed"}
 
 
-def test_import_skips_known_and_suppressed(app: Flask, client, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_import_skips_known_and_suppressed(app: Flask, client, session: Session) -> None:
     for address in ("pending@example.it", "gone@example.it", "erased@example.it", "bounced@example.it"):
         subscribe(client, app, address)
     for mail in mails(session):
@@ -106,7 +106,7 @@ def test_bulk_import(app: Flask, session: Session) -> None:
     assert mismatched == 0
 
 
-def test_export_has_status_and_consent_record(app: Flask, client, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_export_has_status_and_consent_record(app: Flask, client, session: Session) -> None:
     client.post("/api/subscribe", json={"email": "anna@example.it", "consent": True, "source": "https://site/a"},
                 headers={"User-Agent": "=cmd|' /C calc'!A0"})
     client.post(confirm_path(mails(session)[0]), environ_base={"REMOTE_ADDR": "198.51.100.9"})
@@ -130,7 +130,7 @@ def test_export_has_status_and_consent_record(app: Flask, client, session: Sessi
     assert (carla["email"], carla["status"], carla["signup_ip"]) == ("", "erased", "")
 
 
-def test_export_then_import_keeps_opt_outs(app: Flask, client, session: Session, make_app) -> None:  # type: ignore[no-untyped-def]
+def test_export_then_import_keeps_opt_outs(app: Flask, client, session: Session, make_app) -> None:
     for address in ("anna@example.it", "bruno@example.it", "carla@example.it"):
         subscribe(client, app, address)
     for mail in mails(session):
@@ -156,7 +156,7 @@ def test_export_then_import_keeps_opt_outs(app: Flask, client, session: Session,
 
 
 def test_a_round_trip_keeps_each_status_and_the_proof_of_consent(
-        app: Flask, client, session: Session) -> None:  # type: ignore[no-untyped-def]
+        app: Flask, client, session: Session) -> None:
     """Export, move to an empty server, import with --confirmed: nobody changes state, the record stays."""
     client.post("/api/subscribe", json={"email": "anna@example.it", "consent": True, "source": "https://site/a"},
                 headers={"User-Agent": "Browser/1"})
@@ -196,7 +196,7 @@ def test_a_round_trip_keeps_each_status_and_the_proof_of_consent(
 
 
 def test_an_address_that_looks_like_a_formula_is_defused_and_comes_back_whole(
-        app: Flask, client, session: Session) -> None:  # type: ignore[no-untyped-def]
+        app: Flask, client, session: Session) -> None:
     sneaky = "=cmd|'/ccalc'!a0@example.com"
     assert client.post("/api/subscribe", json={"email": sneaky, "consent": True}).status_code == 202
     out = io.StringIO()

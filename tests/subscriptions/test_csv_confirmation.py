@@ -56,9 +56,9 @@ def write_list(tmp_path: Path, text: str = LIST) -> Path:
     return source
 
 
-def run_import(app: Flask, session: Session, text: str, **options: bool):  # type: ignore[no-untyped-def]
+def run_import(app: Flask, session: Session, text: str, **options: bool):
     with app.app_context():
-        report = import_csv(session, io.StringIO(text), source="moved.csv", **options)
+        report = import_csv(session, io.StringIO(text), source="moved.csv", **options)  # type: ignore[arg-type]
     session.commit()
     return report
 
@@ -128,7 +128,7 @@ def test_the_request_speaks_the_import_wording_in_the_readers_language_and_confi
     assert [e.action for e in events(session, anna.email_hash)] == ["import", "confirm"]
 
 
-def test_the_wording_names_the_purge_delay_when_it_is_shorter(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_the_wording_names_the_purge_delay_when_it_is_shorter(make_app, session: Session) -> None:
     app = make_app(PURGE_UNCONFIRMED_DAYS=3)
     run_import(app, session, "email,language\nbob@example.org,en\n", send_confirmation=True)
     [request] = import_requests(session)
@@ -164,7 +164,7 @@ def test_confirmed_and_send_confirmation_exclude_each_other(
     assert session.scalar(select(func.count(Subscriber.id))) == 0
 
 
-def test_requests_are_outside_the_signup_hourly_cap(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_requests_are_outside_the_signup_hourly_cap(make_app, session: Session) -> None:
     """The cap is the public form's anti-abuse limit: an import neither waits for it nor uses it up."""
     app = make_app(CONFIRM_MAILS_PER_HOUR=2)
     client = english(app.test_client())

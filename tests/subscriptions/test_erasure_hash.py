@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import Table, create_engine, insert, select
 from sqlalchemy.orm import Session
 
 from mailer import migrate
@@ -19,6 +20,9 @@ from tests.subscriptions.conftest import confirm_path, mails, subscribe, subscri
 
 ADDRESS = "mario@example.it"
 PLAIN = hashlib.sha256(ADDRESS.encode()).hexdigest()  # what `printf %s mario@example.it | sha256sum` prints
+
+SUBSCRIBERS = cast(Table, Subscriber.__table__)
+EVENTS = cast(Table, ConsentEvent.__table__)
 
 
 def test_the_kept_hash_is_keyed(app: Flask, client: FlaskClient, session: Session) -> None:
@@ -56,22 +60,22 @@ def test_migration_converts_rows_erased_with_the_plain_hash(app: Flask, tmp_path
     engine = create_engine(url)
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(insert(Subscriber.__table__).values(
+        conn.execute(insert(SUBSCRIBERS).values(
             email=None, email_hash=PLAIN, status="erased", language="it", topics="", confirm_nonce="n" * 32,
             created_at=now, updated_at=now, unsubscribed_at=now, confirmations_sent=[]))
         live = hashlib.sha256(b"anna@example.it").hexdigest()
-        conn.execute(insert(Subscriber.__table__).values(
+        conn.execute(insert(SUBSCRIBERS).values(
             email="anna@example.it", email_hash=live, status="confirmed", language="it", topics="",
             confirm_nonce="m" * 32, created_at=now, updated_at=now, confirmations_sent=[]))
         for action in ("signup", "confirm", "erasure"):
-            conn.execute(insert(ConsentEvent.__table__).values(
+            conn.execute(insert(EVENTS).values(
                 subscriber_id=None, email_hash=PLAIN, action=action, channel="link", occurred_at=now, details={}))
     with app.app_context():
         migrate.upgrade(url)
     keyed = erased_hash(PLAIN, app.config["SECRET_KEY"])
     with engine.connect() as conn:
-        hashes = dict(conn.execute(select(Subscriber.__table__.c.status, Subscriber.__table__.c.email_hash)).all())
-        events = conn.execute(select(ConsentEvent.__table__.c.email_hash)).scalars().all()
+        hashes = dict(conn.execute(select(SUBSCRIBERS.c.status, SUBSCRIBERS.c.email_hash)).tuples().all())
+        events = conn.execute(select(EVENTS.c.email_hash)).scalars().all()
     engine.dispose()
     assert hashes == {"erased": keyed, "confirmed": live}  # a live reader keeps the plain one
     assert events == [keyed] * 3

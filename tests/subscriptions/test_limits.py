@@ -74,7 +74,7 @@ def test_throttled_request_keeps_the_mailed_link_working(app: Flask, client: Fla
     assert subscriber(session, "mario@example.it").confirm_nonce == nonce
 
 
-def test_global_hourly_cap(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_global_hourly_cap(make_app, session: Session) -> None:
     """Past the cap a mail is not lost: it waits in the outbox for the hour that has room, oldest first."""
     app = make_app(CONFIRM_MAILS_PER_HOUR=3)
     client = app.test_client()
@@ -91,7 +91,7 @@ def test_global_hourly_cap(make_app, session: Session) -> None:  # type: ignore[
     assert events(session, held.email_hash)[-1].details["outcome"] == "held"
 
 
-def test_the_hourly_cap_holds_within_one_batch(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_the_hourly_cap_holds_within_one_batch(make_app, session: Session) -> None:
     app = make_app(CONFIRM_MAILS_PER_HOUR=3)
     for n in range(5):
         enqueue(get_engine(app), request_for(app, f"reader{n}@example.it"))
@@ -114,7 +114,7 @@ def _interleaved(app: Flask, monkeypatch: pytest.MonkeyPatch, first: list[str], 
             enqueue(engine, request_for(app, email))
         batches.append(claim_batch(engine))
     (token_a, rows_a), (token_b, rows_b) = batches
-    real_read, applied = signup._read, []
+    real_read, applied = signup._read, list[object]()
 
     def read_then_the_other_worker(*args: Any) -> Any:
         known = real_read(*args)
@@ -139,7 +139,7 @@ def test_stale_read_of_a_known_address_cannot_send_twice(app: Flask, session: Se
     assert len(mails(session)) == 2  # the first hour's mail and one more
 
 
-def test_the_hourly_cap_holds_between_concurrent_batches(make_app, session: Session,  # type: ignore[no-untyped-def]
+def test_the_hourly_cap_holds_between_concurrent_batches(make_app, session: Session,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Both workers saw the whole budget; the second to write reads it again, inside its transaction."""
     app = make_app(CONFIRM_MAILS_PER_HOUR=4)
@@ -162,7 +162,7 @@ def test_stale_read_of_a_new_address_cannot_send_twice(app: Flask, session: Sess
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
 
 
-def test_rate_limit_per_ip_on_both_routes(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_rate_limit_per_ip_on_both_routes(make_app, session: Session) -> None:
     app = make_app(RATELIMIT_ENABLED=True, SIGNUP_LIMIT="3/minute")
     client = app.test_client()
     assert subscribe(client, app, "a@example.it").status_code == 200
@@ -196,7 +196,7 @@ def test_rate_limit_per_ip_on_both_routes(make_app, session: Session) -> None:  
     assert italian.status_code == 429 and "Too many" not in italian.get_json()["message"]
 
 
-def test_an_import_being_written_does_not_spend_the_signups_hourly_budget(make_app) -> None:  # type: ignore[no-untyped-def]
+def test_an_import_being_written_does_not_spend_the_signups_hourly_budget(make_app) -> None:
     """On PostgreSQL nothing serialises an import with signup batches: its uncommitted rows must not count."""
     from typing import cast
 

@@ -54,7 +54,7 @@ def test_confirm_post_confirms_once(client: FlaskClient, session: Session, pendi
     assert [e.action for e in events(session, reader.email_hash)] == ["signup", "confirm"]
 
 
-def test_confirm_needs_no_session_or_csrf(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_confirm_needs_no_session_or_csrf(make_app, session: Session) -> None:
     app = make_app(WTF_CSRF_ENABLED=True)
     client = app.test_client()
     client.post("/api/subscribe", json={"email": "mario@example.it", "consent": True})
@@ -131,7 +131,7 @@ def test_unsubscribe_post_is_idempotent(app: Flask, client: FlaskClient, session
 
 
 @pytest.mark.parametrize("multipart", [False, True])
-def test_rfc8058_one_click(make_app, session: Session, multipart: bool) -> None:  # type: ignore[no-untyped-def]
+def test_rfc8058_one_click(make_app, session: Session, multipart: bool) -> None:
     app = make_app(WTF_CSRF_ENABLED=True)
     client = app.test_client()
     client.post("/api/subscribe", json={"email": "mario@example.it", "consent": True})

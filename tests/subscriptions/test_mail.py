@@ -52,7 +52,7 @@ def blackhole() -> Iterator[Blackhole]:
     hole.close()
 
 
-def test_answer_does_not_wait_for_smtp(make_app, session: Session, blackhole: Blackhole) -> None:  # type: ignore[no-untyped-def]
+def test_answer_does_not_wait_for_smtp(make_app, session: Session, blackhole: Blackhole) -> None:
     """The SMTP server accepts the connection and never answers: the signup is answered anyway."""
     app = make_app(SMTP_URL=f"smtp://127.0.0.1:{blackhole.port}", SMTP_TIMEOUT=60)
     answers: list[int] = []

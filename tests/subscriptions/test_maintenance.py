@@ -45,7 +45,7 @@ def test_purge_deletes_old_unconfirmed_signups(app: Flask, client: FlaskClient, 
     assert all(e.subscriber_id is None and e.ip is None and e.user_agent is None for e in log)
 
 
-def test_purge_days_are_configurable(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_purge_days_are_configurable(make_app, session: Session) -> None:
     app = make_app(PURGE_UNCONFIRMED_DAYS=2)
     client = app.test_client()
     subscribe(client, app, "old@example.it")
@@ -105,7 +105,7 @@ def test_imported_pending_readers_are_not_purged(app: Flask, session: Session) -
     assert purge_unconfirmed(session, app.config, utcnow() + timedelta(days=30)) == 0
 
 
-def _delivery(session: Session, reader: Subscriber, *, bounce: bool, created_at) -> None:  # type: ignore[no-untyped-def]
+def _delivery(session: Session, reader: Subscriber, *, bounce: bool, created_at) -> None:
     digest = Digest(period=f"p{session.scalar(select(func.count(Digest.id)))}", subject="s",
                     status=DigestStatus.FINISHED)
     session.add(digest)

@@ -157,7 +157,7 @@ def test_consent_events_are_never_rewritten_except_by_erasure(client: FlaskClien
     assert after[:len(before)] == before and len(after) == len(before) + 2
 
 
-def test_preferences_post_needs_no_csrf_token(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_preferences_post_needs_no_csrf_token(make_app, session: Session) -> None:
     app = make_app(WTF_CSRF_ENABLED=True)
     client = app.test_client()
     client.post("/api/subscribe", json={"email": "anna@example.it", "consent": True})

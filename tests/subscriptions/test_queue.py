@@ -136,7 +136,7 @@ def test_the_worker_thread_applies_on_notify_and_ends_when_idle(app: Flask, sess
 
 def test_a_failed_pass_is_tried_again(app: Flask, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     failures = [RuntimeError("database away")]
-    real = worker.apply_queue
+    real = worker.apply_queue  # type: ignore[attr-defined]
 
     def flaky(*args: object, **kwargs: object) -> int:
         if failures:

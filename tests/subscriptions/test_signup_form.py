@@ -164,7 +164,7 @@ def test_forged_or_missing_timestamp_is_refused(app: Flask, client: FlaskClient,
     assert session.scalar(select(func.count(Subscriber.id))) == 0
 
 
-def test_csrf_is_checked(make_app, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_csrf_is_checked(make_app, session: Session) -> None:
     app = make_app(WTF_CSRF_ENABLED=True)
     client = app.test_client()
     refused = subscribe(client, app, "mario@example.it")

@@ -21,9 +21,9 @@ from email.utils import format_datetime
 
 from sqlalchemy import Connection, select
 
+from mailer.delivery.deliveries import Claim
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.message import MailSettings, Template, digest_template, message_id
-from mailer.delivery.queue import Item
 from mailer.delivery.stamp import Stamper
 from mailer.delivery.transport import wire_form
 from mailer.digest.compose import archive_url
@@ -157,13 +157,13 @@ class Composer:
             self._date = (second, format_datetime(datetime.fromtimestamp(second, UTC)).encode("ascii"))
         return self._date[1]
 
-    def envelope_from(self, item: Item) -> str:
+    def envelope_from(self, item: Claim) -> str:
         """The reader's MAIL FROM: the VERP form of the bounce address when there is one."""
         if self.settings.verp:
             return self.stamper.verp(self.settings.envelope_from, item.delivery_id)
         return self.settings.envelope_from
 
-    def payload(self, item: Item, address: str, eightbit: bool) -> tuple[bytes, list[str]]:
+    def payload(self, item: Claim, address: str, eightbit: bool) -> tuple[bytes, list[str]]:
         """The reader's message as DATA carries it, and the MAIL FROM options it needs."""
         # A signed mail goes out 7bit (quoted-printable): a relay that must
         # downgrade an 8bit body for a next hop without 8BITMIME would break

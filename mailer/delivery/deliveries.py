@@ -9,12 +9,15 @@ claims to expire (or, on the same host, to be taken back at once).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from mailer.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscriber
@@ -23,7 +26,7 @@ WAITING = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
+class Claim:
     """One claimed delivery, with what sending it needs."""
 
     delivery_id: int
@@ -56,7 +59,7 @@ _COLUMNS = (Delivery.id, Delivery.subscriber_id, Delivery.edition_id, Delivery.s
             Delivery.created_at)
 
 
-def claim(conn: Connection, digest_id: int, me: str, now: datetime, lease: float, limit: int) -> list[Item]:
+def claim(conn: Connection, digest_id: int, me: str, now: datetime, lease: float, limit: int) -> list[Claim]:
     """Claim up to ``limit`` due rows of the digest, oldest first; the caller commits."""
     ids = (
         select(Delivery.id).where(_due(digest_id, now), _free(now))
@@ -70,7 +73,7 @@ def claim(conn: Connection, digest_id: int, me: str, now: datetime, lease: float
     return _items(conn, digest_id, rows)
 
 
-def take(conn: Connection, digest_id: int, after: int, now: datetime, limit: int) -> list[Item]:
+def take(conn: Connection, digest_id: int, after: int, now: datetime, limit: int) -> list[Claim]:
     """Due rows after id ``after``, without claiming them: for a sender alone by lock.
 
     On SQLite the file lock already keeps every other sender out, so writing
@@ -82,7 +85,7 @@ def take(conn: Connection, digest_id: int, after: int, now: datetime, limit: int
     return _items(conn, digest_id, rows)
 
 
-def _items(conn: Connection, digest_id: int, rows: Sequence[Any]) -> list[Item]:
+def _items(conn: Connection, digest_id: int, rows: Sequence[Any]) -> list[Claim]:
     """Items from delivery rows, with their readers' addresses."""
     if not rows:
         return []
@@ -91,7 +94,7 @@ def _items(conn: Connection, digest_id: int, rows: Sequence[Any]) -> list[Item]:
     )
     emails: dict[int, str | None] = {row.id: row.email for row in found}
     items = [
-        Item(r.id, digest_id, r.edition_id, r.subscriber_id, emails.get(r.subscriber_id),
+        Claim(r.id, digest_id, r.edition_id, r.subscriber_id, emails.get(r.subscriber_id),
              DeliveryStatus(r.status), r.attempts, r.created_at)
         for r in rows
     ]
@@ -144,7 +147,7 @@ def record(conn: Connection, outcomes: Sequence[dict[str, Any]]) -> None:
         conn.execute(_RECORD, list(outcomes))
 
 
-def outcome_row(item: Item, status: DeliveryStatus, *, tried: bool, reply: str | None, now: datetime,
+def outcome_row(item: Claim, status: DeliveryStatus, *, tried: bool, reply: str | None, now: datetime,
                 next_at: datetime | None = None, bounce: bool = False) -> dict[str, Any]:
     """The parameters of ``record`` for one delivery."""
     return {
@@ -253,3 +256,78 @@ def digest_status(conn: Connection, digest_id: int) -> tuple[DigestStatus | None
     """The digest's status and pause reason (None if it was deleted)."""
     row = conn.execute(select(Digest.status, Digest.paused_reason).where(Digest.id == digest_id)).first()
     return (DigestStatus(row[0]), row[1]) if row else (None, None)
+
+
+# --- the feeder ----------------------------------------------------------
+# Claims the next batch in a thread of its own.
+#
+# A claim of 500 rows takes milliseconds; done by the main thread it would
+# hold up the commits that the workers wait for before ending each message.
+# The feeder has its own database connection and at most one claim going.
+
+
+class Feeder:
+    """Runs ``claim`` (or ``take``, for a sender alone) off the main thread."""
+
+    def __init__(self, engine: Engine, me: str, lease: float, exclusive: bool) -> None:
+        """Nothing runs until the first ``request``."""
+        self.engine = engine
+        self.me = me
+        self.lease = lease
+        self.exclusive = exclusive
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="claims")
+        self._local = threading.local()
+        self._future: Future[list[Claim]] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a claim is going or its result has not been taken."""
+        return self._future is not None
+
+    def request(self, digest_id: int, after: int, now: datetime, limit: int) -> None:
+        """Start claiming up to ``limit`` of the digest's rows (those after id ``after`` when alone)."""
+        assert self._future is None, "one claim at a time"
+        self._future = self._executor.submit(self._fetch, digest_id, after, now, limit)
+
+    def ready(self, timeout: float = 0.0) -> list[Claim] | None:
+        """The claimed batch once there (waiting up to ``timeout``), else None."""
+        future = self._future
+        if future is None:
+            return None
+        if timeout:
+            wait_for([future], timeout)
+        if not future.done():
+            return None
+        self._future = None
+        return future.result()  # a database error surfaces here, in the main thread
+
+    def _connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.engine.connect()
+        return conn
+
+    def _fetch(self, digest_id: int, after: int, now: datetime, limit: int) -> list[Claim]:
+        conn = self._connection()
+        try:
+            if self.exclusive:
+                items = take(conn, digest_id, after, now, limit)
+            else:
+                items = claim(conn, digest_id, self.me, now, self.lease, limit)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        return items
+
+    def _close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> list[Claim]:
+        """Stop the thread; return a batch claimed meanwhile (to be released)."""
+        left = self.ready(timeout=60.0) if self._future is not None else None
+        self._executor.submit(self._close).result()
+        self._executor.shutdown(wait=True)
+        return left or []
