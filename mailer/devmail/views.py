@@ -18,6 +18,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response as BaseResponse
 
 from mailer.devmail import bp, store
+from mailer.paging import page_number
 
 PER_PAGE = 50
 # The viewer's own page runs no script; the mail's HTML (inline styles, remote
@@ -46,7 +47,7 @@ def index() -> str:
     """Every captured mail, newest first, a page at a time."""
     keys = store.newest_first(_maildir())
     pages = max(1, math.ceil(len(keys) / PER_PAGE))
-    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
+    page = page_number(pages)
     mails = store.summaries(_maildir(), keys[(page - 1) * PER_PAGE:page * PER_PAGE])
     return render_template(
         "pages/devmail/index.html", mails=mails, total=len(keys), page=page, pages=pages,
