@@ -76,7 +76,7 @@ def test_the_archive_copy_keeps_its_inline_styles_and_no_script(app: Flask, sess
 
 
 def test_hsts_in_production_over_https(make_app: Callable[..., Flask]) -> None:
-    production = dict(ENV="production", SECRET_KEY="a production secret", SMTP_URL="smtp://127.0.0.1:25")
+    production = {"ENV": "production", "SECRET_KEY": "a production secret", "SMTP_URL": "smtp://127.0.0.1:25"}
     https = make_app(**production, BASE_URL="https://news.example.it").test_client().get("/healthz")
     assert https.headers["Strict-Transport-Security"] == "max-age=31536000"
     plain = make_app(**production, BASE_URL="http://127.0.0.1:5000").test_client().get("/healthz")
