@@ -32,10 +32,12 @@ def free_port() -> int:
 @pytest.fixture
 def production(request: pytest.FixtureRequest, tmp_path: Path, smtp_server) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """The environment of a production deployment behind one proxy, on a migrated database with an admin."""
+    commands: list[tuple[list[str], str | None]] = [(["admin", "create", EMAIL, "--password-stdin"], PASSWORD)]
     if request.config.getoption("--db") == "postgresql":
-        url: str = request.getfixturevalue("database_url")
+        url: str = request.getfixturevalue("database_url")  # the suite's schema, emptied
     else:
         url = f"sqlite:///{tmp_path / 'limits.sqlite3'}"
+        commands.insert(0, (["db", "upgrade"], None))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     env.update({
         "MAILER_ENV": "production", "MAILER_SECRET_KEY": "a-real-secret-for-the-test",
@@ -44,7 +46,7 @@ def production(request: pytest.FixtureRequest, tmp_path: Path, smtp_server) -> d
         "MAILER_INSTANCE_PATH": str(tmp_path / "instance"), "MAILER_PROXY_FIX_HOPS": "1",
     })
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    for command, given in ((["db", "upgrade"], None), (["admin", "create", EMAIL, "--password-stdin"], PASSWORD)):
+    for command, given in commands:
         done = subprocess.run(flask + command, cwd=ROOT, env=env, input=given, capture_output=True, text=True,
                               timeout=120)
         assert done.returncode == 0, done.stderr
