@@ -128,6 +128,14 @@ ADMIN_LOGIN_LIMIT = "5/minute;20/hour"
 ADMIN_ACCOUNT_LOGIN_LIMIT = "10/minute;50/hour"
 # An admin login lasts this long, then the admin logs in again.
 ADMIN_SESSION_HOURS = 12
+# Request bodies (Flask's own setting): the most any form, API call or webhook
+# may send. A bigger one is refused with 413 before it is read (a declared
+# Content-Length) or as soon as it passes the cap (a chunked body). Every
+# form of the app sends a few KB.
+MAX_CONTENT_LENGTH = 256 * 1024
+# The one exception: the admin's CSV import (a logged-in admin), read as it
+# arrives, row by row, never held whole in memory or written to disk.
+ADMIN_IMPORT_MAX_BYTES = 50 * 1024 * 1024
 LOG_JSON = False
 # The scheduler: a digest or purge slot missed while no scheduler ran (or
 # whose run failed) still fires this many hours late, once; later, it waits

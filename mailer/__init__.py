@@ -35,12 +35,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _fill_embedded_defaults(app, config)
     app.config.update(config)
 
-    from mailer import db, i18n, logs, security
+    from mailer import bodies, db, headers, i18n, logs, security
 
     logs.init_app(app)
     db.init_app(app)
     i18n.init_app(app)
     security.init_app(app)
+    bodies.init_app(app)
+    headers.init_app(app)
 
     from mailer import admin, cli, delivery, devmail, digest, errors, feeds, health, subscriptions
 

@@ -221,6 +221,21 @@ class AdminUser(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class AdminSession(Base):
+    """A login to ``/admin/``: the session cookie carries its id, logging out deletes it.
+
+    Only a SHA-256 of the id is kept, so the table (a backup, a read-only
+    leak) opens no session. A password change deletes the admin's rows.
+    """
+
+    __tablename__ = "admin_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 # --- feeds -----------------------------------------------------------------
 
 

@@ -99,6 +99,16 @@ class DatabaseStorage(LazyStorage):
             connection.commit()
         return [found[key] for key, _expiry in keys]
 
+    def release_all(self, keys: Sequence[str], now: float) -> None:
+        """Take one hit back from each key whose window is still open (``RateLimits.give_back``)."""
+        p = self._placeholder()
+        with self._raw() as connection:
+            cursor = connection.cursor()
+            cursor.execute(f"UPDATE rate_counters SET hits = hits - 1 WHERE key IN ({', '.join([p] * len(keys))}) "
+                           f"AND hits > 0 AND expires_at > {p}", [*keys, now])
+            cursor.close()
+            connection.commit()
+
     def peek_all(self, keys: Sequence[str], now: float) -> list[tuple[int, float]]:
         """Each key's (hits in its current window, window end); (0, now) where none is open."""
         placeholder = self._placeholder()

@@ -34,6 +34,8 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
@@ -99,6 +101,14 @@ class LeanMemoryStorage(LazyStorage):
         with self.lock:
             self.counters.pop(key, None)
 
+    def release_all(self, keys: Sequence[str], now: float) -> None:
+        """Take one hit back from each key whose window is still open."""
+        with self.lock:
+            for key in keys:
+                entry = self.counters.get(key)
+                if entry is not None and entry[1] > now and entry[0] > 0:
+                    entry[0] -= 1
+
     def _sweep(self, now: float) -> None:
         """Drop the counters whose window is over (the caller holds the lock)."""
         for key in [key for key, entry in self.counters.items() if entry[1] <= now]:
@@ -117,6 +127,18 @@ def make_storage(app: Flask, name: str) -> Storage:
     if not isinstance(storage, Storage):  # config.py refuses the async+ schemes
         raise ValueError(f"not a synchronous storage: {name}")
     return storage
+
+
+# (limit, scope, key): "5/minute;20/hour", what is limited, who is counted.
+Check = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A check after ``RateLimits.take`` counted a hit on it."""
+
+    hits: int  # in its fullest window, this hit included (0 with the limits off)
+    wait: int | None  # seconds until it lets one more through; None while within the limit
 
 
 class RateLimits:
@@ -178,6 +200,46 @@ class RateLimits:
     def _wait(self, item: RateLimitItem, scope: str, key: str) -> int:
         reset = self.strategy.get_window_stats(item, scope, key).reset_time
         return max(1, math.ceil(reset - time.time()))
+
+    def take(self, checks: Sequence[Check]) -> list[Taken]:
+        """Count one hit on each (limit, scope, key) at once, before the work they guard; each one's state.
+
+        A slot is taken first and the caller decides after: N requests in
+        parallel get hits 1..N, so those past a limit of 5 never reach the
+        work (a test-then-hit would let all N see 0). On the database it is
+        one statement for every window of every check.
+        """
+        if not self.enabled:
+            return [Taken(0, None) for _ in checks]
+        now = time.time()
+        keyed = [[(item, item.key_for(scope, _client(key))) for item in self._items(limit)]
+                 for limit, scope, key in checks]
+        if isinstance(self.storage, DatabaseStorage):
+            windows = self.storage.hit_all([(k, item.get_expiry()) for each in keyed for item, k in each], now)
+        else:
+            windows = [(self.storage.incr(k, item.get_expiry()), self.storage.get_expiry(k))
+                       for each in keyed for item, k in each]
+        taken, position = [], 0
+        for each in keyed:
+            states = windows[position:position + len(each)]
+            position += len(each)
+            over = [end for (item, _k), (hits, end) in zip(each, states, strict=True) if hits > item.amount]
+            taken.append(Taken(max(hits for hits, _end in states),
+                               max(1, math.ceil(max(over) - now)) if over else None))
+        return taken
+
+    def give_back(self, checks: Sequence[Check]) -> None:
+        """Undo one hit that ``take`` counted on each check (the work turned out not to count)."""
+        if not self.enabled:
+            return
+        keys = [(item.key_for(scope, _client(key)), item.get_expiry())
+                for limit, scope, key in checks for item in self._items(limit)]
+        if isinstance(self.storage, (DatabaseStorage, LeanMemoryStorage)):
+            self.storage.release_all([k for k, _expiry in keys], time.time())
+            return
+        for k, expiry in keys:  # another storage (Redis): not atomic, a hit is a hit
+            if self.storage.get(k) > 0:
+                self.storage.incr(k, expiry, amount=-1)
 
 
 def _client(key: str) -> str:

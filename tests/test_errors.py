@@ -75,3 +75,31 @@ def test_a_schema_not_migrated_is_a_logged_500_not_a_busy_503(
     assert answer.status_code == 500 and "Retry-After" not in answer.headers
     logged = [record for record in caplog.records if record.name == "mailer.errors"]
     assert logged and logged[-1].exc_info is not None and "archive_translations" in str(logged[-1].exc_info[1])
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999999", "9223372036854775807", "-1", "0", "abc", "1.5", "²",
+                                  "2"])
+def test_a_page_number_that_is_not_a_page_is_a_404(client: FlaskClient, page: str) -> None:
+    """``/archive/?page=<huge>`` was a 500 (an OFFSET past BIGINT); any page that does not exist is a 404."""
+    answer = client.get("/archive/", query_string={"page": page})
+    assert answer.status_code == 404 and "Page not found" in answer.get_data(as_text=True)
+
+
+def test_the_first_page_of_an_empty_archive_answers(client: FlaskClient) -> None:
+    assert client.get("/archive/").status_code == 200
+    assert client.get("/archive/?page=1").status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/admin/readers/", "/admin/digests/", "/dev/mail/"])
+@pytest.mark.parametrize("page", ["99999999999999999999999", "abc", "0", "5"])
+def test_admin_pages_out_of_range_are_a_404(make_app: Callable[..., Flask], url: str, page: str) -> None:
+    from mailer.db import session_scope
+    from tests.admin.conftest import add_admin, log_in
+
+    app = make_app()
+    with session_scope(app) as session:
+        add_admin(session)
+    client = app.test_client()
+    assert log_in(client).status_code == 303
+    assert client.get(url).status_code == 200
+    assert client.get(url, query_string={"page": page}).status_code == 404

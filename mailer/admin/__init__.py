@@ -1,8 +1,9 @@
 """The operators' dashboard at ``/admin/``, behind a login.
 
 One module per page: ``overview``, ``readers``, ``transfer`` (CSV import and
-export), ``feeds``, ``digests``; ``auth`` guards them all, ``templating``
-feeds their templates. ``create_admin`` (used by ``admin create``) lives in
+export, the upload read as it arrives by ``upload``), ``feeds``, ``digests``;
+``auth`` guards them all (logins kept on the server by ``sessions``),
+``templating`` feeds their templates. ``create_admin`` (used by ``admin create``) lives in
 ``accounts``.
 """
 

@@ -7,14 +7,13 @@ same account.
 
 from __future__ import annotations
 
-import hashlib
-
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from mailer.admin.sessions import end_all_sessions
 from mailer.models import AdminUser, utcnow
 
 MIN_PASSWORD_LENGTH = 10
@@ -93,6 +92,7 @@ def set_admin_password(session: Session, email: str, password: str) -> AdminUser
         raise AdminError(f"there is no admin account for {email.strip()}")
     check_new_password(password)
     admin.password_hash = generate_password_hash(password)
+    end_all_sessions(session, admin)
     return admin
 
 
@@ -106,12 +106,3 @@ def authenticate(session: Session, email: str, password: str) -> AdminUser | Non
         return None
     admin.last_login_at = utcnow()
     return admin
-
-
-def session_fingerprint(admin: AdminUser) -> str:
-    """A short digest of the password hash, kept in the login session.
-
-    When the password changes the fingerprint no longer matches, so every
-    session opened with the old password ends.
-    """
-    return hashlib.sha256(admin.password_hash.encode()).hexdigest()[:16]

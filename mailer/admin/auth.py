@@ -1,16 +1,21 @@
 """Logging in and out, and the login every ``/admin/`` page requires.
 
-The login lives in Flask's signed session cookie (httponly, samesite, secure in
-production: see ``mailer.security``). It holds the admin's id, a fingerprint
-of the password hash (a password change ends the old sessions) and the login
-time (sessions end after ``ADMIN_SESSION_HOURS``).
+A login is a row of ``admin_sessions`` (``mailer.admin.sessions``): Flask's
+signed session cookie (httponly, samesite, secure in production: see
+``mailer.security``) carries only its id. Logging out deletes the row.
+
+Failed logins are limited per source (``ADMIN_LOGIN_LIMIT``: a client
+address, an IPv6 /64) and per account (``ADMIN_ACCOUNT_LOGIN_LIMIT``), as
+django-axes counts them: the account-wide limit only holds back sources
+that have themselves failed on that account, so strangers guessing from
+elsewhere never lock the owner out. A slot is taken before the password is
+checked, so parallel guesses past the limit never reach the check.
 """
 
 from __future__ import annotations
 
-import hmac
+import ipaddress
 import logging
-import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -22,16 +27,18 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
-from mailer.admin.accounts import authenticate, session_fingerprint
+from mailer.admin import sessions
+from mailer.admin.accounts import authenticate
 from mailer.admin.blueprint import bp
 from mailer.admin.forms import LoginForm
 from mailer.db import get_session
 from mailer.models import AdminUser
-from mailer.ratelimit import rate_limits
+from mailer.ratelimit import Check, rate_limits
 
 log = logging.getLogger("mailer.admin")
 F = TypeVar("F", bound=Callable[..., Any])
-SESSION_KEYS = ("admin_id", "admin_fp", "admin_at")
+# The key of the login's id in Flask's session cookie.
+SESSION_KEY = "admin_session"
 # Reachable without a login.
 PUBLIC_ENDPOINTS = frozenset({"admin.login"})
 # Pages outside /admin/ that send to the login and expect to come back (the captured-mail viewer).
@@ -48,16 +55,10 @@ def current_admin() -> AdminUser | None:
 
 
 def _load_admin() -> AdminUser | None:
-    admin_id, fingerprint, since = (session.get(k) for k in SESSION_KEYS)
-    if not isinstance(admin_id, int) or not isinstance(since, int | float):
+    session_id = session.get(SESSION_KEY)
+    if not isinstance(session_id, str):
         return None
-    max_age = float(current_app.config["ADMIN_SESSION_HOURS"]) * 3600
-    if not 0 <= time.time() - since <= max_age:
-        return None
-    admin = get_session().get(AdminUser, admin_id)
-    if admin is None or not hmac.compare_digest(session_fingerprint(admin), str(fingerprint)):
-        return None  # the account was deleted or its password changed
-    return admin
+    return sessions.session_admin(get_session(), session_id)
 
 
 def _wants_json() -> bool:
@@ -113,60 +114,89 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-def _login_limits() -> list[tuple[str, str, str]]:
-    """(limit, scope, key) of a login attempt: per IP, and per account from any IP."""
+def login_source() -> str:
+    """Who is trying, as counted: the client address; an IPv6 one by its /64, what one home or host is given."""
+    raw = request.remote_addr or "unknown"
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _take_login_slot(account: str) -> list[Check]:
+    """Count this attempt before the password is checked; 429 when it may not be checked.
+
+    Refused: a source past ``ADMIN_LOGIN_LIMIT`` (any account), or an account
+    past ``ADMIN_ACCOUNT_LOGIN_LIMIT`` when this source already tried it and
+    failed in the window. A source that never failed on the account keeps
+    its own budget, so the owner logs in while strangers are refused.
+    Returns the checks, for ``give_back`` when the login succeeds.
+    """
     config = current_app.config
-    account = (request.form.get("email") or "").strip().lower()[:320]
-    return [
-        (str(config["ADMIN_LOGIN_LIMIT"]), "admin-login-ip", request.remote_addr or "unknown"),
-        # Guessing one account's password from many IP addresses is slowed down as well.
+    source = login_source()
+    checks: list[Check] = [
+        (str(config["ADMIN_LOGIN_LIMIT"]), "admin-login-source", source),
         (str(config["ADMIN_ACCOUNT_LOGIN_LIMIT"]), "admin-login-account", account),
+        (str(config["ADMIN_ACCOUNT_LOGIN_LIMIT"]), "admin-login-pair", f"{account} {source}"),
     ]
+    by_source, by_account, pair = rate_limits().take(checks)
+    waits = [by_source.wait]
+    if pair.hits > 1:  # this source tried this account before, in the window, and did not get in
+        waits.append(by_account.wait)
+    refused = [wait for wait in waits if wait is not None]
+    if refused:
+        log.warning("admin login refused (too many attempts) from %s", source, extra={"ip": request.remote_addr})
+        g.retry_after = max(refused)
+        abort(429)
+    return checks
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    """The login form; on success, a fresh session and a redirect to ``next``.
+    """The login form; on success, a new server-side session and a redirect to ``next``.
 
-    Only failed attempts count against the limits, so an admin who logs in
-    is never locked out; past a limit even the right password waits.
+    A successful login gives its slot back, so an admin who logs in is never
+    counted; past a limit even the right password waits (it is not checked).
     """
     form = LoginForm()
     target = safe_next(request.args.get("next"))
     if current_admin() is not None and request.method == "GET":
         return redirect(target or url_for("admin.overview"))
-    limits = rate_limits()
-    if request.method == "POST":
-        waits = [wait for limit in _login_limits() if (wait := limits.test(*limit)) is not None]
-        if waits:
-            g.retry_after = max(waits)
-            abort(429)
     if form.validate_on_submit():
+        account = (form.email.data or "").strip().lower()[:320]
+        checks = _take_login_slot(account)
         db = get_session()
-        admin = authenticate(db, form.email.data or "", form.password.data or "")
+        admin = authenticate(db, account, form.password.data or "")
         if admin is not None:
+            rate_limits().give_back(checks)
+            session_id = sessions.open_session(db, admin, float(current_app.config["ADMIN_SESSION_HOURS"]))
             db.commit()
-            # A new session: nothing set before the login survives it.
+            # A new session: nothing set before the login survives it (no session fixation).
             session.clear()
-            session["admin_id"] = admin.id
-            session["admin_fp"] = session_fingerprint(admin)
-            session["admin_at"] = int(time.time())
+            session[SESSION_KEY] = session_id
+            g.pop("admin_user", None)
             log.info("admin login: %s", admin.email, extra={"admin": admin.email})
             return redirect(target or url_for("admin.overview"), code=303)
         log.warning("admin login failed from %s", request.remote_addr, extra={"ip": request.remote_addr})
         form.password.errors = [_("Wrong email or password.")]
-    if request.method == "POST":
-        for limit in _login_limits():
-            limits.hit(*limit)
     status = 401 if request.method == "POST" else 200
     return render_template("pages/admin/login.html", form=form, next=target), status
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End the session (a POST with a CSRF token: a link elsewhere cannot log you out)."""
-    for key in SESSION_KEYS:
-        session.pop(key, None)
+    """End the session on the server too (a POST with a CSRF token: a link elsewhere cannot log you out)."""
+    session_id = session.get(SESSION_KEY)
+    if isinstance(session_id, str):
+        db = get_session()
+        sessions.end_session(db, session_id)
+        db.commit()
+    session.clear()
     g.pop("admin_user", None)
     flash(_("You are logged out."), "success")
     return redirect(url_for("admin.login"), code=303)

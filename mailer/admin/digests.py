@@ -18,6 +18,7 @@ from mailer.admin.stats import DigestCounts, digest_counts, running_digests
 from mailer.config import LOCALES
 from mailer.db import get_session
 from mailer.models import Delivery, DeliveryStatus, Digest, DigestEdition, Subscriber
+from mailer.paging import page_number
 
 PAGE_SIZE = 20
 # The preview is the digest's own HTML, whose article summaries come from
@@ -43,10 +44,7 @@ def digest_list() -> ResponseReturnValue:
     session = get_session()
     total = session.scalar(select(func.count()).select_from(Digest)) or 0
     pages = max(1, math.ceil(total / PAGE_SIZE))
-    try:
-        page = min(max(1, int(request.args.get("page", 1))), pages)
-    except ValueError:
-        page = 1
+    page = page_number(pages)
     newest_first = select(Digest).order_by(Digest.id.desc())
     history = session.scalars(newest_first.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
     return render_template(

@@ -18,6 +18,7 @@ from mailer.admin.blueprint import bp
 from mailer.admin.forms import EraseForm, UnsubscribeForm
 from mailer.db import get_session
 from mailer.models import ConsentEvent, Delivery, Digest, Subscriber, SubscriberStatus
+from mailer.paging import page_number
 
 PAGE_SIZE = 50
 # Statuses a reader can still be unsubscribed from.
@@ -72,13 +73,6 @@ class ReaderFilter:
         return {k: v for k, v in values.items() if v}
 
 
-def _page_number(raw: str | None) -> int:
-    try:
-        return max(1, min(int(raw or 1), 1_000_000))
-    except ValueError:
-        return 1
-
-
 @bp.get("/readers/")
 def readers() -> ResponseReturnValue:
     """The reader list: search, filters, newest first, paged."""
@@ -90,7 +84,7 @@ def readers() -> ResponseReturnValue:
     stmt = filters.apply(select(Subscriber))
     total = session.scalar(filters.apply(select(func.count()).select_from(Subscriber))) or 0
     pages = max(1, math.ceil(total / PAGE_SIZE))
-    page = min(_page_number(request.args.get("page")), pages)
+    page = page_number(pages)
     rows = session.scalars(stmt.order_by(Subscriber.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
     return render_template(
         "pages/admin/readers.html",

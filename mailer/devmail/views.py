@@ -28,6 +28,7 @@ from mailer.config_values import loopback_host
 from mailer.db import get_session
 from mailer.devmail import bp, store
 from mailer.models import AdminUser
+from mailer.paging import page_number
 
 PER_PAGE = 50
 # The viewer's own page runs no script; the mail's HTML (inline styles, remote
@@ -85,7 +86,7 @@ def index() -> str:
     """Every captured mail, newest first, a page at a time."""
     keys = store.newest_first(_maildir())
     pages = max(1, math.ceil(len(keys) / PER_PAGE))
-    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
+    page = page_number(pages)
     mails = store.summaries(_maildir(), keys[(page - 1) * PER_PAGE:page * PER_PAGE])
     return render_template(
         "pages/devmail/index.html", mails=mails, total=len(keys), page=page, pages=pages,

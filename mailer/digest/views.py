@@ -8,11 +8,12 @@ points here.
 from __future__ import annotations
 
 import html
+import math
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from flask import Response, abort, current_app, render_template, request, url_for
+from flask import Response, abort, current_app, render_template, url_for
 from lxml import html as lxml_html
 from lxml.etree import ParserError
 from sqlalchemy import func, select
@@ -21,8 +22,10 @@ from mailer.db import get_session
 from mailer.digest import bp
 from mailer.digest.period import digest_subject
 from mailer.digest.pick import web_url
+from mailer.headers import content_security_policy
 from mailer.i18n import select_locale, set_language
 from mailer.models import Article, Digest, DigestStatus
+from mailer.paging import page_number
 
 PER_PAGE = 20
 FEED_ITEMS = 20
@@ -57,22 +60,20 @@ def split_document(document: str) -> tuple[list[str], str, str]:
 @bp.get("/archive/")
 def archive_index() -> str:
     """Sent digests, newest first, a page at a time."""
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
     session = get_session()
     listed = Digest.status.in_(LISTED)
     total = session.scalar(select(func.count()).select_from(Digest).where(listed)) or 0
+    page = page_number(math.ceil(total / PER_PAGE))
     digests = session.scalars(
         select(Digest).where(listed).order_by(Digest.created_at.desc(), Digest.id.desc())
         .limit(PER_PAGE).offset((page - 1) * PER_PAGE)
     ).all()
-    if page > 1 and not digests:
-        abort(404)
     return render_template("pages/archive/index.html", digests=digests, page=page,
                            has_next=page * PER_PAGE < total)
 
 
 @bp.get("/archive/<int:digest_id>")
-def archive_show(digest_id: int) -> str:
+def archive_show(digest_id: int) -> Response:
     """One digest as readers got it, without any reader's tokens, in their language.
 
     The language is the ``?lang=`` of the mail's "view in browser" link,
@@ -88,9 +89,12 @@ def archive_show(digest_id: int) -> str:
         language, page = str(current_app.config["LOCALE"]), digest.archive_html
         set_language(language)  # the page around the copy in the copy's language
     styles, body, body_style = split_document(page)
-    return render_template("pages/archive/show.html", digest=digest, styles=styles, body=body,
-                           body_style=body_style, subject=digest_subject(current_app.config, language,
-                                                                         digest.created_at))
+    response = Response(render_template(
+        "pages/archive/show.html", digest=digest, styles=styles, body=body, body_style=body_style,
+        subject=digest_subject(current_app.config, language, digest.created_at)), mimetype="text/html")
+    # The mail's CSS is inline and its pictures are on the feeds' sites; scripts stay refused.
+    response.headers["Content-Security-Policy"] = content_security_policy(inline_styles=True, remote_images=True)
+    return response
 
 
 def _feed_items(digests: list[Digest]) -> dict[int, list[tuple[str, str | None]]]:

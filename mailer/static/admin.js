@@ -19,8 +19,9 @@
   }
 
   function fill(block, digest) {
-    block.querySelector(".progress-bar").style.width = digest.percent + "%";
-    block.querySelector(".progress").setAttribute("aria-valuenow", digest.percent);
+    var bar = block.querySelector("progress.progress");
+    bar.value = digest.percent;
+    bar.textContent = digest.percent + "%";
     block.querySelectorAll("[data-field]").forEach(function (field) {
       var value = digest[field.dataset.field];
       if (value !== undefined) { field.textContent = value; }
@@ -55,6 +56,12 @@
       })
       .catch(function () { window.setTimeout(poll, every * 5); });
   }
+
+  // A select marked data-autosubmit (the preview's language) sends its form when changed:
+  // here, not in an onchange attribute, which the pages' Content-Security-Policy refuses.
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
 
   var log = document.getElementById("send-log");
   if (log) { sendWasRunning = log.dataset.running === "true"; }

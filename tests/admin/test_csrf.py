@@ -127,6 +127,6 @@ def test_the_upload_limit_holds_before_the_csrf_check_reads_the_body(csrf_app, m
     client = csrf_app.test_client()
     _log_in(client)
     token = csrf_token(client.get("/admin/readers/import").get_data(as_text=True))
-    monkeypatch.setattr("mailer.admin.transfer.MAX_UPLOAD_BYTES", 2000)
+    csrf_app.config["ADMIN_IMPORT_MAX_BYTES"] = 2000
     big = {"csrf_token": token, "file": (io.BytesIO(b"email\n" + b"someone@example.it\n" * 200), "big.csv")}
     assert client.post("/admin/readers/import", data=big, content_type="multipart/form-data").status_code == 413

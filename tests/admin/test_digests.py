@@ -190,7 +190,7 @@ def test_digest_detail_and_progress(admin_client, session):
     session.commit()
     html = admin_client.get(f"/admin/digests/{made.id}").get_data(as_text=True)
     assert "451 4.3.0 &lt;try later&gt;" in html and "550 5.7.1 refused" in html
-    assert 'aria-valuenow="50"' in html  # sent + failed of 4
+    assert '<progress class="progress" max="100" value="50"' in html  # sent + failed of 4
     assert f'href="/admin/readers/{readers[1].id}">x1@example.it</a>' in html
     data = admin_client.get("/admin/digests/progress.json").json
     assert data["digests"] == [{

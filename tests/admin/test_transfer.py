@@ -193,8 +193,8 @@ def test_stream_writes_stops_the_writer_when_the_client_leaves():
 
 
 
-def test_an_upload_over_the_limit_is_refused(admin_client, session, monkeypatch):
-    monkeypatch.setattr("mailer.admin.transfer.MAX_UPLOAD_BYTES", 2000)
+def test_an_upload_over_the_limit_is_refused(admin_client, session, app):
+    app.config["ADMIN_IMPORT_MAX_BYTES"] = 2000
     response = _upload(admin_client, b"email\n" + b"someone@example.it\n" * 200)
     assert response.status_code == 413
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 0

@@ -144,8 +144,8 @@ def test_the_list_is_paged(app: Flask, client: FlaskClient, capture: CaptureServ
     second = client.get("/dev/mail/?page=2").get_data(as_text=True)
     assert second.count("/dev/mail/1") == 3
     assert "mail 00" in second
-    assert client.get("/dev/mail/?page=-4").status_code == 200
-    assert client.get("/dev/mail/?page=abc").status_code == 200
+    assert client.get("/dev/mail/?page=-4").status_code == 404
+    assert client.get("/dev/mail/?page=abc").status_code == 404
 
 
 @pytest.fixture
