@@ -23,7 +23,7 @@ class CountingStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer) -> int:
         size = min(len(buffer), self.left)
         buffer[:size] = (self.fill * (size // len(self.fill) + 1))[:size]
         self.left -= size
@@ -111,7 +111,7 @@ class GeneratedStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer) -> int:
         while not self.pending:
             chunk = next(self.chunks, None)
             if chunk is None:

@@ -123,6 +123,7 @@ def test_session_expires(app, admin_client):
     hours = app.config["ADMIN_SESSION_HOURS"]
     with session_scope(app) as s:
         row = s.scalar(select(AdminSession))
+        assert row is not None
         assert timedelta(hours=hours - 1) < row.expires_at - row.created_at <= timedelta(hours=hours)
         row.expires_at = utcnow() - timedelta(seconds=1)
     assert admin_client.get("/admin/").status_code == 302
@@ -146,7 +147,7 @@ def test_a_forged_session_is_refused(app, client, admin_account):
 def _session_cookie(client) -> str:
     cookie = client.get_cookie("session")
     assert cookie is not None
-    return cookie.value
+    return str(cookie.value)
 
 
 def test_a_cookie_copied_before_logout_no_longer_opens_the_dashboard(app, admin_account):
@@ -276,7 +277,7 @@ def test_parallel_guesses_past_the_limit_never_reach_the_password_check(make_app
     with session_scope(app) as s:
         add_admin(s)
     checks, lock, started = [], threading.Lock(), threading.Barrier(30)
-    real_check = accounts.check_password_hash
+    real_check = accounts.check_password_hash  # type: ignore[attr-defined]
 
     def counted_check(stored: str, password: str) -> bool:
         with lock:
@@ -289,7 +290,7 @@ def test_parallel_guesses_past_the_limit_never_reach_the_password_check(make_app
     def guess(n: int) -> int:
         client = app.test_client()
         started.wait(10)
-        return log_in(client, password=f"wrong guess {n}").status_code
+        return int(log_in(client, password=f"wrong guess {n}").status_code)
 
     with ThreadPoolExecutor(30) as pool:
         answers = list(pool.map(guess, range(30)))

@@ -26,11 +26,11 @@ def rows(count: int, note_bytes: int) -> Iterator[bytes]:
         yield f"reader{n}@example.it,".encode() + b"n" * note_bytes + b"\n"
 
 
-def body_size(parts) -> int:  # type: ignore[no-untyped-def]
+def body_size(parts) -> int:
     return sum(len(chunk) for chunk in multipart(parts, BOUNDARY))
 
 
-def post(client, parts, *, chunked: bool = False):  # type: ignore[no-untyped-def]
+def post(client, parts, *, chunked: bool = False):
     """POST the import form's ``parts`` (a generated value is made into bytes first: it is counted, then sent)."""
     parts = [(name, filename, value if isinstance(value, bytes) else b"".join(value))
              for name, filename, value in parts]
@@ -39,27 +39,29 @@ def post(client, parts, *, chunked: bool = False):  # type: ignore[no-untyped-de
     return answer, stream
 
 
-def count_readers(session) -> int:  # type: ignore[no-untyped-def]
+def count_readers(session) -> int:
     session.expire_all()
-    return session.scalar(select(func.count()).select_from(Subscriber))
+    return int(session.scalar(select(func.count()).select_from(Subscriber)))
 
 
 def test_a_large_csv_is_imported_as_it_arrives(admin_client, session, monkeypatch) -> None:
     """20 MB (80 times the cap of other bodies): rows are imported while the rest is still on its way,
     nothing is spooled to a temporary file, and the import's memory stays a small part of the file."""
     count, note = 210, 100 * KB
-    parts = lambda: [("confirmed", None, b"y"), ("file", "big.csv", rows(count, note))]  # noqa: E731
+    def parts() -> list[tuple[str, str | None, Iterator[bytes] | bytes]]:
+        return [("confirmed", None, b"y"), ("file", "big.csv", rows(count, note))]
+
     total = body_size(parts())
     assert total > 20 * MB
     read_when_row_seen: list[int] = []
     stream_box: dict[str, GeneratedStream] = {}
     real_row = csvimport._subscriber_row
 
-    def watched_row(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def watched_row(*args, **kwargs):
         read_when_row_seen.append(stream_box["stream"].read_bytes)
         return real_row(*args, **kwargs)
 
-    def no_spooling(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def no_spooling(*args, **kwargs):
         raise AssertionError("the upload was spooled to a temporary file")
 
     monkeypatch.setattr(csvimport, "_subscriber_row", watched_row)
@@ -109,7 +111,7 @@ def test_the_csrf_token_is_checked_before_the_file_is_read(make_app, session) ->
     assert stream.read_bytes < 1 * MB
     assert count_readers(session) == 0
     token = csrf_token(client.get("/admin/readers/import").get_data(as_text=True))
-    answer, _stream = post(client, [("csrf_token", None, token.encode()), ("file", "ok.csv", rows(3, 10))])
+    answer, _stream = post(client, [("csrf_token", None, str(token).encode()), ("file", "ok.csv", rows(3, 10))])
     assert answer.status_code == 200 and count_readers(session) == 3
 
 

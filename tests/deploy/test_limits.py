@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def production(request: pytest.FixtureRequest, tmp_path: Path, smtp_server) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def production(request: pytest.FixtureRequest, tmp_path: Path, smtp_server) -> dict[str, str]:
     """The environment of a production deployment behind one proxy, on a migrated database with an admin."""
     commands: list[tuple[list[str], str | None]] = [(["admin", "create", EMAIL, "--password-stdin"], PASSWORD)]
     if request.config.getoption("--db") == "postgresql":
@@ -59,7 +59,7 @@ def gunicorn(env: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base, output = f"http://127.0.0.1:{port}", []
+    base, output = f"http://127.0.0.1:{port}", list[str]()
     try:
         deadline = time.monotonic() + 30
         while True:
