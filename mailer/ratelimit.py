@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import threading
 import time
@@ -254,6 +255,23 @@ class RateLimits:
         for k, expiry in keys:  # another storage (Redis): not atomic, a hit is a hit
             if self.storage.get(k) > 0:
                 self.storage.incr(k, expiry, amount=-1)
+
+
+def client_source(raw: str | None) -> str:
+    """Who a per-client limit counts: the address; an IPv6 one by its /64, what one home or host is given.
+
+    Counted by the address, an IPv6 client would rotate through the 2**64
+    addresses of its own network and never meet a limit.
+    """
+    try:
+        address = ipaddress.ip_address(raw or "")
+    except ValueError:
+        return raw or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def init_app(app: Flask) -> None:
