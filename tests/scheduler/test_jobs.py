@@ -258,3 +258,12 @@ def test_a_deliveries_run_skips_while_another_process_sends_from_the_sqlite_file
     assert session.get(JobRun, "digest") is None
     assert run_job(app, job("digest"), threading.Event()) == "ok"
     assert [m.rcpt_tos for m in smtp_server.messages] == [["anna@example.it"]]
+
+
+def test_outbox_retention_is_read_from_the_environment_and_a_bad_value_refused(tmp_path) -> None:
+    from mailer.config import ConfigError, Launch, load_config
+
+    assert load_config({"MAILER_OUTBOX_RETENTION_DAYS": "2"}, None, str(tmp_path),
+                       Launch.COMMAND)["OUTBOX_RETENTION_DAYS"] == 2
+    with pytest.raises(ConfigError, match="MAILER_OUTBOX_RETENTION_DAYS"):
+        load_config({"MAILER_OUTBOX_RETENTION_DAYS": "0"}, None, str(tmp_path), Launch.COMMAND)
