@@ -241,8 +241,9 @@ def test_the_per_ip_limit_counts_an_ipv6_client_by_its_64(make_app, session: Ses
     client = app.test_client()
 
     def signup(n: int, address: str) -> int:
-        return client.post("/api/subscribe", json={"email": f"v6-{n}@example.it", "consent": True},
-                           environ_base={"REMOTE_ADDR": address}).status_code
+        response = client.post("/api/subscribe", json={"email": f"v6-{n}@example.it", "consent": True},
+                               environ_base={"REMOTE_ADDR": address})
+        return int(response.status_code)
 
     assert [signup(n, f"2001:db8:1:2::{n:x}") for n in range(1, 5)] == [202, 202, 202, 429]
     assert signup(5, "2001:db8:1:2:ffff:ffff:ffff:ffff") == 429
