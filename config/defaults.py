@@ -56,6 +56,10 @@ BOUNCE_MINUTES = 5
 # Days a read bounce or complaint mail stays in BOUNCE_MAILDIR's cur/ (from its
 # arrival) before the scheduler's bounces job deletes it (docs/deploy.md).
 BOUNCE_RETENTION_DAYS = 30
+# Days a transactional mail (confirmation, "my data" link: the address and its links)
+# stays in the outbox table once sent, or since it was queued if it never left; the
+# nightly purge deletes it then (docs/deploy.md). The hourly caps read only the last hour.
+OUTBOX_RETENTION_DAYS = 7
 # List-Id of the digests (RFC 2919); None: "SITE_NAME" <digest.the-domain-of-FROM>.
 LIST_ID = None
 # Topics readers can choose; feed categories are matched against the aliases.

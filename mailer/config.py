@@ -108,6 +108,8 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "BOUNCE_MAILDIR": values.maildir,
     # Beyond the contract: days a read report mail is kept in that Maildir.
     "BOUNCE_RETENTION_DAYS": values.int_between(1, 3650, "days a read bounce mail is kept"),
+    # Beyond the contract: days a sent transactional mail stays in the outbox table.
+    "OUTBOX_RETENTION_DAYS": values.int_between(1, 3650, "days a sent confirmation mail is kept"),
     # Beyond the contract: the site's identity in pages and mails.
     "SITE_NAME": values.text,
     "SITE_URL": values.base_url,

@@ -31,6 +31,8 @@ one sweep at most once a minute.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import ipaddress
 import math
 import threading
 import time
@@ -129,6 +131,9 @@ def make_storage(app: Flask, name: str) -> Storage:
     return storage
 
 
+# What the key of the counters' hash is derived from SECRET_KEY for (no other use shares it).
+PURPOSE = b"mailer.rate-counters"
+
 # (limit, scope, key): "5/minute;20/hour", what is limited, who is counted.
 Check = tuple[str, str, str]
 
@@ -156,6 +161,8 @@ class RateLimits:
                                         or DATABASE))
         self.storage = storage
         self.strategy = FixedWindowRateLimiter(storage)
+        # Every worker derives the same key from SECRET_KEY: they share one counter per client.
+        self._key = hmac.digest(str(config.get("SECRET_KEY") or "").encode("utf-8"), PURPOSE, hashlib.sha256)
         self._parsed: dict[str, list[RateLimitItem]] = {}
 
     def _items(self, limit: str) -> list[RateLimitItem]:
@@ -177,7 +184,7 @@ class RateLimits:
         """``hit`` (``count``) or ``test``: None while within ``limit``, else the seconds to wait."""
         if not self.enabled:
             return None
-        client = _client(key)
+        client = self._client(key)
         if isinstance(self.storage, DatabaseStorage):
             return self._at_once(limit, scope, client, count=count)
         check = self.strategy.hit if count else self.strategy.test
@@ -197,6 +204,14 @@ class RateLimits:
                 if hits > item.amount or (not count and hits >= item.amount)]
         return max(1, math.ceil(max(over) - now)) if over else None
 
+    def _client(self, key: str) -> str:
+        """Who is counted, as stored: a keyed hash, so the table holds no IP or typed address, and keys stay short.
+
+        Keyed (HMAC under a key derived from SECRET_KEY): an unkeyed SHA-256 of
+        an IPv4 address is reversed by hashing all 2**32 of them.
+        """
+        return hmac.digest(self._key, key.encode("utf-8", "surrogatepass"), hashlib.sha256).hex()[:32]
+
     def _wait(self, item: RateLimitItem, scope: str, key: str) -> int:
         reset = self.strategy.get_window_stats(item, scope, key).reset_time
         return max(1, math.ceil(reset - time.time()))
@@ -212,7 +227,7 @@ class RateLimits:
         if not self.enabled:
             return [Taken(0, None) for _ in checks]
         now = time.time()
-        keyed = [[(item, item.key_for(scope, _client(key))) for item in self._items(limit)]
+        keyed = [[(item, item.key_for(scope, self._client(key))) for item in self._items(limit)]
                  for limit, scope, key in checks]
         if isinstance(self.storage, DatabaseStorage):
             windows = self.storage.hit_all([(k, item.get_expiry()) for each in keyed for item, k in each], now)
@@ -232,7 +247,7 @@ class RateLimits:
         """Undo one hit that ``take`` counted on each check (the work turned out not to count)."""
         if not self.enabled:
             return
-        keys = [(item.key_for(scope, _client(key)), item.get_expiry())
+        keys = [(item.key_for(scope, self._client(key)), item.get_expiry())
                 for limit, scope, key in checks for item in self._items(limit)]
         if isinstance(self.storage, (DatabaseStorage, LeanMemoryStorage)):
             self.storage.release_all([k for k, _expiry in keys], time.time())
@@ -242,9 +257,21 @@ class RateLimits:
                 self.storage.incr(k, expiry, amount=-1)
 
 
-def _client(key: str) -> str:
-    """Who is counted, as stored: a hash, so the table holds no IP or typed address, and keys stay short."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+def client_source(raw: str | None) -> str:
+    """Who a per-client limit counts: the address; an IPv6 one by its /64, what one home or host is given.
+
+    Counted by the address, an IPv6 client would rotate through the 2**64
+    addresses of its own network and never meet a limit.
+    """
+    try:
+        address = ipaddress.ip_address(raw or "")
+    except ValueError:
+        return raw or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def init_app(app: Flask) -> None:

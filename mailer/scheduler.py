@@ -31,7 +31,7 @@ from mailer.models import utcnow
 from mailer.pipeline import poll_feeds, process_bounce_mail, send_digest, suppress_bounced_readers
 from mailer.runner import Job, SchedulerT, build_scheduler
 from mailer.shutdown import die_by_signal, stop_on_signals
-from mailer.subscriptions import apply_queue, purge_unconfirmed
+from mailer.subscriptions import apply_queue, purge_outbox, purge_unconfirmed
 
 log = logging.getLogger("mailer.scheduler")
 # Unconfirmed signups are purged every night, in MAILER_TIMEZONE.
@@ -62,9 +62,10 @@ def deliveries_job(app: Flask, stop: threading.Event) -> None:
 
 
 def purge_job(app: Flask, stop: threading.Event) -> None:
-    """Drop signups left unconfirmed too long."""
+    """Drop signups left unconfirmed too long, and transactional mails past OUTBOX_RETENTION_DAYS."""
     with session_scope(app) as session:
         count = purge_unconfirmed(session, app.config, utcnow())
+        purge_outbox(session, app.config, utcnow())
     log.info("purged %d unconfirmed signups", count)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 import uuid
@@ -111,3 +112,21 @@ def test_the_counters_keep_no_ip_or_address_and_any_length_fits(make_app: Callab
 def test_a_window_written_twice_is_one_window(make_app: Callable[..., Flask]) -> None:
     limits = RateLimits(make_app(RATELIMIT_ENABLED=True))
     assert [limits.hit("2/minute;2/minute", "signup", "192.0.2.45") for _ in range(3)][-1] is not None
+
+
+def test_the_counters_hash_is_keyed_so_an_ip_cannot_be_found_by_hashing_them_all(
+        make_app: Callable[..., Flask]) -> None:
+    """An unkeyed SHA-256 of an IPv4 address is reversed by trying all 2**32; the key comes from SECRET_KEY.
+
+    Two workers (two apps) with one SECRET_KEY still share a counter; another key counts apart.
+    """
+    first, second = (RateLimits(make_app(RATELIMIT_ENABLED=True)) for _ in range(2))
+    assert first.hit("2/minute", "signup", "192.0.2.46") is None
+    assert second.hit("2/minute", "signup", "192.0.2.46") is None
+    assert first.hit("2/minute", "signup", "192.0.2.46") is not None
+    other = RateLimits(make_app(RATELIMIT_ENABLED=True, SECRET_KEY="another-secret"))
+    assert other.hit("2/minute", "signup", "192.0.2.46") is None
+    with get_engine(make_app()).connect() as conn:
+        keys = list(conn.scalars(select(RateCounter.key)))
+    plain = hashlib.sha256(b"192.0.2.46").hexdigest()[:32]
+    assert len(keys) == 2 and not any(plain in key for key in keys)

@@ -14,7 +14,6 @@ checked, so parallel guesses past the limit never reach the check.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable
 from functools import wraps
@@ -33,7 +32,7 @@ from mailer.admin.blueprint import bp
 from mailer.admin.forms import LoginForm
 from mailer.db import get_session
 from mailer.models import AdminUser
-from mailer.ratelimit import Check, rate_limits
+from mailer.ratelimit import Check, client_source, rate_limits
 
 log = logging.getLogger("mailer.admin")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -116,16 +115,7 @@ def safe_next(target: str | None) -> str | None:
 
 def login_source() -> str:
     """Who is trying, as counted: the client address; an IPv6 one by its /64, what one home or host is given."""
-    raw = request.remote_addr or "unknown"
-    try:
-        address = ipaddress.ip_address(raw)
-    except ValueError:
-        return raw
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+    return client_source(request.remote_addr)
 
 
 def _take_login_slot(account: str) -> list[Check]:

@@ -24,9 +24,9 @@ from sqlalchemy import func, select
 from werkzeug.wrappers import Response as BaseResponse
 
 from mailer.admin.auth import current_admin
-from mailer.config_values import loopback_host
 from mailer.db import get_session
 from mailer.devmail import bp, store
+from mailer.devmail.loopback import this_machine
 from mailer.models import AdminUser
 from mailer.paging import page_number
 
@@ -57,7 +57,8 @@ def _maildir() -> str:
 
 def reading_is_open() -> bool:
     """Reading needs no login only outside production, from this machine itself."""
-    return current_app.config["ENV"] != "production" and loopback_host(request.remote_addr or "")
+    return current_app.config["ENV"] != "production" and this_machine(request.remote_addr, request.host,
+                                                                     request.headers)
 
 
 @bp.before_request

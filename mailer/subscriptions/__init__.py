@@ -16,7 +16,7 @@ from mailer.subscriptions.csvexport import export_csv
 from mailer.subscriptions.csvimport import CsvError, ImportReport, Problem, import_csv
 from mailer.subscriptions.lifecycle import erase, personal_data, resubscribe, unsubscribe, update_preferences
 from mailer.subscriptions.mails import notify_outbox
-from mailer.subscriptions.maintenance import purge_unconfirmed, suppress_bounced, suppress_complained
+from mailer.subscriptions.maintenance import purge_outbox, purge_unconfirmed, suppress_bounced, suppress_complained
 from mailer.subscriptions.signup import apply_queue
 from mailer.subscriptions.worker import EXTENSION, SignupWorker
 
@@ -44,6 +44,7 @@ __all__ = [
     "init_app",
     "notify_outbox",
     "personal_data",
+    "purge_outbox",
     "purge_unconfirmed",
     "resubscribe",
     "suppress_bounced",

@@ -1,4 +1,4 @@
-"""Jobs on the whole list: purge unconfirmed signups, suppress bounced and complaining readers.
+"""Jobs on the whole list: purge unconfirmed signups and old outbox mails, suppress bounced and complaining readers.
 
 Both are plain functions the scheduler (and the admin) call with a session;
 the caller commits.
@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, exists, insert, select, update
+from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from mailer.models import ConsentEvent, Delivery, Subscriber, SubscriberStatus, utcnow
+from mailer.models import ConsentEvent, Delivery, OutboundMail, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import erased_hash
 from mailer.subscriptions.signup import new_nonce
@@ -73,6 +73,26 @@ def purge_unconfirmed(session: Session, config: Mapping[str, Any], now: datetime
     session.execute(insert(ConsentEvent), events)
     log.info("purged %d unconfirmed signups older than %s", len(rows), cutoff.isoformat())
     return len(rows)
+
+
+def purge_outbox(session: Session, config: Mapping[str, Any], now: datetime) -> int:
+    """Delete transactional mails sent ``OUTBOX_RETENTION_DAYS`` ago (or queued then, if they never left).
+
+    A row holds the reader's address and live links (confirmation, "my
+    data"): once it has left, nothing needs it but a debugging operator. The
+    confirmation budget reads only the last hour's rows (``budget.py``), the
+    per-address limit the subscriber's own ``confirmations_sent``, and the
+    setting is at least a day. Returns how many rows were deleted.
+    """
+    cutoff = now - timedelta(days=int(config["OUTBOX_RETENTION_DAYS"]))
+    result = session.execute(
+        delete(OutboundMail).where(func.coalesce(OutboundMail.sent_at, OutboundMail.created_at) < cutoff),
+        execution_options={"synchronize_session": False},
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        log.info("deleted %d outbox mails older than %s", count, cutoff.isoformat())
+    return count
 
 
 def suppress_bounced(session: Session) -> int:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app, request
 
-from mailer.ratelimit import rate_limits
+from mailer.ratelimit import client_source, rate_limits
 
 MAIL_INTERVAL = timedelta(minutes=10)
 MAILS_PER_DAY = 3
@@ -32,6 +32,5 @@ def recently_mailed(confirmations_sent: list[str] | None, now: datetime) -> bool
 
 
 def ip_budget() -> int | None:
-    """Count this request against its IP's ``SIGNUP_LIMIT``; None if within it, else the seconds to wait."""
-    ip = request.remote_addr or "unknown"
-    return rate_limits().hit(str(current_app.config["SIGNUP_LIMIT"]), "signup", ip)
+    """Count this request against its IP's ``SIGNUP_LIMIT`` (an IPv6 one's /64); None if within it, else the wait."""
+    return rate_limits().hit(str(current_app.config["SIGNUP_LIMIT"]), "signup", client_source(request.remote_addr))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from flask import Flask, request
 
@@ -52,3 +54,25 @@ def test_the_bounce_address_must_be_a_bare_address(value: str) -> None:
         load_config({"MAILER_BOUNCE_ADDRESS": value}, {"ENV": "testing", "SECRET_KEY": "x"})
     good = load_config({"MAILER_BOUNCE_ADDRESS": "bounces@example.it"}, {"ENV": "testing", "SECRET_KEY": "x"})
     assert good["BOUNCE_ADDRESS"] == "bounces@example.it"
+
+
+def test_production_names_a_proxy_that_mailer_proxy_fix_hops_does_not_declare(make_app, caplog) -> None:
+    """nginx in front with the hops forgotten: every reader is 127.0.0.1 to the limits; one line says so, once."""
+    app = make_app(ENV="production", SECRET_KEY="a-long-enough-s3cret")
+    client = app.test_client()
+    logging.getLogger("mailer.security").addHandler(caplog.handler)  # "mailer" does not propagate to the root
+    with caplog.at_level(logging.WARNING, logger="mailer.security"):
+        client.get("/", environ_base={"REMOTE_ADDR": "93.184.216.34"}, headers={"X-Forwarded-For": "198.51.100.1"})
+        assert not caplog.records  # a client that sends the header itself is no proxy of ours
+        for _ in range(3):
+            client.get("/", environ_base={"REMOTE_ADDR": "127.0.0.1"}, headers={"X-Forwarded-For": "198.51.100.7"})
+    # One record (the handler may see it twice, on the root and on the logger).
+    lines = list({id(r): r.getMessage() for r in caplog.records if r.name == "mailer.security"}.values())
+    assert len(lines) == 1 and "MAILER_PROXY_FIX_HOPS" in lines[0] and "127.0.0.1" in lines[0]
+    declared = make_app(ENV="production", SECRET_KEY="a-long-enough-s3cret", PROXY_FIX_HOPS=1)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mailer.security"):
+        declared.test_client().get("/", environ_base={"REMOTE_ADDR": "127.0.0.1"},
+                                   headers={"X-Forwarded-For": "198.51.100.7"})
+    logging.getLogger("mailer.security").removeHandler(caplog.handler)
+    assert not [r for r in caplog.records if r.name == "mailer.security"]

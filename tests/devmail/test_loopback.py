@@ -27,3 +27,33 @@ def test_other_environments_serve_everyone(make_app: Callable[..., Flask]) -> No
     for env in ("testing", "production"):
         client = make_app(ENV=env, SECRET_KEY="a-long-enough-s3cret").test_client()
         assert client.get("/", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [
+    {"Host": "evil.example:5000"},  # DNS rebinding: the attacker's name, re-pointed at 127.0.0.1
+    {"Host": "127.0.0.1.evil.example"},
+    {"Host": "news.example.it", "X-Forwarded-For": "203.0.113.9"},  # nginx on this host, in front
+    {"X-Forwarded-For": "203.0.113.9"},
+    {"X-Forwarded-For": "127.0.0.1, 203.0.113.9"},
+    {"X-Real-IP": "2001:db8::7"},
+    {"Forwarded": 'for="[2001:db8::7]:4711";proto=https'},
+    {"Forwarded": "for=unknown"},
+    {"X-Forwarded-Host": "news.example.it"},
+])
+def test_development_refuses_another_host_name_and_whatever_a_proxy_forwards(
+        make_app: Callable[..., Flask], headers: dict[str, str]) -> None:
+    """From loopback all the same: a rebound name or a proxy's client is not this machine; the mails stay unread."""
+    client = make_app(ENV="development").test_client()
+    for path in ("/dev/mail/", "/"):
+        response = client.get(path, headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+        assert response.status_code == 403, (path, headers, response.status_code)
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Host": "localhost:5000"}, {"Host": "127.0.0.1:5000"}, {"Host": "[::1]:5000"}, {"Host": "app.localhost"},
+    {"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1;host=localhost:5000"},
+])
+def test_development_serves_this_machine_by_any_of_its_names(
+        make_app: Callable[..., Flask], headers: dict[str, str]) -> None:
+    client = make_app(ENV="development").test_client()
+    assert client.get("/dev/mail/", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200

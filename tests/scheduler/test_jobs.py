@@ -186,6 +186,32 @@ def test_the_purge_job_drops_stale_unconfirmed_signups(app: Flask, session: Sess
     assert session.scalar(select(func.count()).select_from(ConsentEvent).where(ConsentEvent.action == "purge")) == 1
 
 
+def test_the_purge_job_deletes_transactional_mails_past_their_retention(app: Flask, session: Session) -> None:
+    """A sent confirmation holds the address and a live link: kept OUTBOX_RETENTION_DAYS (7), then deleted.
+
+    What the hourly caps count (the last hour's rows, sent or waiting) stays.
+    """
+    now = utcnow()
+
+    def mail(to: str, created: datetime, sent: datetime | None) -> OutboundMail:
+        return OutboundMail(kind="confirm", to_address=to, subject="Conferma", html="<p>x</p>", text="x",
+                            created_at=created, not_before=created, sent_at=sent)
+
+    session.add_all([
+        mail("old@example.it", now - timedelta(days=9), now - timedelta(days=8)),
+        mail("never-left@example.it", now - timedelta(days=8), None),
+        mail("late@example.it", now - timedelta(days=8), now - timedelta(days=6)),  # sent 6 days ago: kept
+        mail("hour@example.it", now - timedelta(minutes=30), now - timedelta(minutes=29)),
+        mail("waiting@example.it", now - timedelta(minutes=5), None),
+    ])
+    session.commit()
+    assert app.config["OUTBOX_RETENTION_DAYS"] == 7
+    assert run_job(app, job("purge"), threading.Event()) == "ok"
+    session.expire_all()
+    assert set(session.scalars(select(OutboundMail.to_address))) == {
+        "late@example.it", "hour@example.it", "waiting@example.it"}
+
+
 def test_the_outbox_job_sends_what_the_web_app_left_behind(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
     session.add(OutboundMail(kind="confirm", to_address="anna@example.it", subject="Conferma",
                              html="<p>Conferma</p>", text="Conferma"))
@@ -232,3 +258,12 @@ def test_a_deliveries_run_skips_while_another_process_sends_from_the_sqlite_file
     assert session.get(JobRun, "digest") is None
     assert run_job(app, job("digest"), threading.Event()) == "ok"
     assert [m.rcpt_tos for m in smtp_server.messages] == [["anna@example.it"]]
+
+
+def test_outbox_retention_is_read_from_the_environment_and_a_bad_value_refused(tmp_path) -> None:
+    from mailer.config import ConfigError, Launch, load_config
+
+    assert load_config({"MAILER_OUTBOX_RETENTION_DAYS": "2"}, None, str(tmp_path),
+                       Launch.COMMAND)["OUTBOX_RETENTION_DAYS"] == 2
+    with pytest.raises(ConfigError, match="MAILER_OUTBOX_RETENTION_DAYS"):
+        load_config({"MAILER_OUTBOX_RETENTION_DAYS": "0"}, None, str(tmp_path), Launch.COMMAND)

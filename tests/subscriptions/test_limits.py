@@ -233,3 +233,21 @@ def test_an_import_being_written_does_not_spend_the_signups_hourly_budget(make_a
         importer.close()
     with app.app_context(), engine.connect() as conn:
         assert hourly_budget(conn, app.config, utcnow()) == (98 if engine.dialect.name == "postgresql" else 99)
+
+
+def test_the_per_ip_limit_counts_an_ipv6_client_by_its_64(make_app, session: Session) -> None:
+    """Every IPv6 host holds a /64: one address after another from it is still one client, as at the admin login."""
+    app = make_app(RATELIMIT_ENABLED=True, SIGNUP_LIMIT="3/minute")
+    client = app.test_client()
+
+    def signup(n: int, address: str) -> int:
+        response = client.post("/api/subscribe", json={"email": f"v6-{n}@example.it", "consent": True},
+                               environ_base={"REMOTE_ADDR": address})
+        return int(response.status_code)
+
+    assert [signup(n, f"2001:db8:1:2::{n:x}") for n in range(1, 5)] == [202, 202, 202, 429]
+    assert signup(5, "2001:db8:1:2:ffff:ffff:ffff:ffff") == 429
+    assert signup(6, "2001:db8:1:3::1") == 202  # the next /64 is another client
+    # An IPv4-mapped address is its IPv4 client.
+    assert [signup(n, a) for n, a in ((7, "192.0.2.9"), (8, "::ffff:192.0.2.9"), (9, "192.0.2.9"))] == [202] * 3
+    assert signup(10, "::ffff:192.0.2.9") == 429
