@@ -10,6 +10,7 @@ reader's token into a link of its own.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ class Rendered:
     text: str
     shown: int
     more: int
+# The <style> elements of a page, and the @import rules inside one.
+_STYLE = re.compile(r"(<style\b[^>]*>)(.*?)(</style\s*>)", re.IGNORECASE | re.DOTALL)
+_IMPORT = re.compile(r"@import\b[^;]*(;|$)", re.IGNORECASE)
 
 
 def new_marker() -> str:
@@ -49,10 +53,12 @@ def inline_css(html: str, base_url: str) -> str:
 
     ``strip_important=False`` keeps the ``!important`` that lets the phone
     and dark-mode media queries (kept in ``<style>``) beat the inlined styles.
+    ``allow_network=False`` does not reach cssutils, which fetches what an
+    ``@import`` names: those rules are dropped first (a server-side fetch).
     """
     return str(
         Premailer(
-            html,
+            _STYLE.sub(_without_imports, html),
             base_url=base_url + "/",
             allow_network=False,
             allow_loading_external_files=False,
@@ -62,6 +68,11 @@ def inline_css(html: str, base_url: str) -> str:
             cssutils_logging_level=logging.CRITICAL,
         ).transform()
     )
+
+
+def _without_imports(style: re.Match[str]) -> str:
+    """A ``<style>`` element without its ``@import`` rules."""
+    return style.group(1) + _IMPORT.sub("", style.group(2)) + style.group(3)
 
 
 def seal_placeholders(text: str, unsubscribe_marker: str, preferences_marker: str) -> str:

@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 
 from mailer.digest import compose_digest
 from mailer.digest.lines import MAX_LINE_OCTETS, longest_line
+from mailer.digest.render import inline_css
 from mailer.models import Article, DigestEdition, Subscriber
 from tests.digest.conftest import NOW
+from tests.http_server import FeedServer
 
 
 def _compose(app: Flask, session: Session) -> DigestEdition:
@@ -143,3 +145,14 @@ def test_every_line_is_within_the_smtp_limit_even_with_hostile_input(
     edition = _compose(app_context, session)
     assert longest_line(edition.html) <= MAX_LINE_OCTETS
     assert longest_line(edition.text) <= MAX_LINE_OCTETS
+
+
+def test_inlining_fetches_nothing_an_import_names(feed_server: FeedServer) -> None:
+    """cssutils follows ``@import`` inside ``<style>`` even with premailer's network off: nothing may reach out."""
+    sheet = feed_server.add("/internal.css", "p { color: red }", headers={"Content-Type": "text/css"})
+    html = (f'<html><head><style>@import url("{sheet}"); @import \'{sheet}\'; p {{ margin: 0 }}</style></head>'
+            "<body><p>Come funziona @import in CSS</p></body></html>")
+    out = inline_css(html, "http://newsletter.test")
+    assert feed_server.requests == []
+    assert "Come funziona @import in CSS" in out  # text that mentions it is left alone
+    assert "margin:0" in out.replace(" ", "")
