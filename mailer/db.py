@@ -7,6 +7,7 @@ at teardown; jobs and commands open their own with ``session_scope()``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,9 +24,25 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
         engine = create_engine(url, **kwargs)
+        _create_private(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _create_private(path: str | None) -> None:
+    """Create a new SQLite file readable by its owner only (it holds every address).
+
+    SQLite gives its -wal and -shm files the database file's permissions.
+    """
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # no such folder, read-only...: SQLite's own error says it better
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

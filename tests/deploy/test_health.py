@@ -42,3 +42,20 @@ def test_healthz_is_503_with_the_database_down(app: Flask, tmp_path: Path, url: 
     assert body["status"] == "error"
     assert body["database"] == "down"
     assert "s3cret" not in response.get_data(as_text=True)
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """It holds every reader's address: not for the machine's other users (nor its WAL files)."""
+    from sqlalchemy import text
+
+    from mailer.db import make_engine
+
+    path = tmp_path / "new.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    engine.dispose()
+    assert modes["new.sqlite3"] == 0o600
+    assert all(mode == 0o600 for mode in modes.values()), modes
