@@ -229,12 +229,7 @@ def guarded_transport(allowed: Sequence[Network], setting: str, limits: httpx.Li
     # by the same pool on the guarded backend (tests/feeds/test_netguard.py
     # fails at once if a new httpx stops reading this attribute).
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=GuardedBackend(allowed, setting),
-    )
+        network_backend=GuardedBackend(allowed, setting), **_pool_settings(limits))
     return transport
 
 
@@ -244,13 +239,18 @@ def guarded_sync_transport(allowed: Sequence[Network], setting: str,
     limits = limits or httpx.Limits()
     transport = httpx.HTTPTransport(limits=limits, trust_env=False)
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=GuardedSyncBackend(allowed, setting),
-    )
+        network_backend=GuardedSyncBackend(allowed, setting), **_pool_settings(limits))
     return transport
+
+
+def _pool_settings(limits: httpx.Limits) -> dict[str, Any]:
+    """What httpx itself gives its connection pool, without proxies from the environment."""
+    return {
+        "ssl_context": httpx.create_ssl_context(trust_env=False),
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+    }
 
 
 def _addresses(answers: Iterable[tuple[Any, ...]]) -> list[IPAddress]:
