@@ -10,7 +10,7 @@ failures are retried with backoff, by this thread and by the scheduler's
 compare-and-set, so two processes never send the same row at once.
 
 A signup's confirmation goes before the bulk of an import's requests to
-confirm (``MAIL_IMPORT_CONFIRM``, thousands at once), so a reader who signs
+confirm (``MailKind.IMPORT_CONFIRM``, thousands at once), so a reader who signs
 up meanwhile still gets the mail within seconds. ``SEND_RATE`` paces each
 pass as it paces a digest run (a bucket per pass, not shared with a digest
 sender running at the same time).
@@ -39,7 +39,7 @@ from mailer.delivery.report import DeliveryError
 from mailer.delivery.senders import TokenBucket
 from mailer.delivery.smtp import SmtpTransport, parse_smtp_url
 from mailer.delivery.transport import Transport, wire_form
-from mailer.models import MAIL_IMPORT_CONFIRM, OutboundMail, utcnow
+from mailer.models import MailKind, OutboundMail, utcnow
 
 EXTENSION = "mailer.outbox"
 GIVE_UP_ATTEMPTS = 10
@@ -116,7 +116,7 @@ def outbox_pass(
                            or_(OutboundMail.next_attempt_at.is_(None),
                                OutboundMail.next_attempt_at <= (now or utcnow())))
                     # Signups first (False sorts first), oldest first, then an import's bulk.
-                    .order_by(OutboundMail.kind == MAIL_IMPORT_CONFIRM, OutboundMail.id).limit(limit)
+                    .order_by(OutboundMail.kind == MailKind.IMPORT_CONFIRM, OutboundMail.id).limit(limit)
                 ).all()
             for mail_id, attempts in due:
                 if stop is not None and stop.is_set():

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mailer import netguard
 from mailer.feeds.urls import MAX_URL_LENGTH
-from mailer.models import Feed, utcnow
+from mailer.models import Feed, FeedSource, utcnow
 
 log = logging.getLogger("mailer.feeds")
 
@@ -93,7 +93,7 @@ def sync_configured_feeds(session: Session, urls: Iterable[str],
     if not wanted:
         return []
     listed = set(wanted)
-    for feed in session.scalars(select(Feed).where(Feed.source == "config")):
+    for feed in session.scalars(select(Feed).where(Feed.source == FeedSource.CONFIG)):
         if feed.url in listed and feed.left_config_at is not None:
             feed.left_config_at = None
             if not feed.enabled:
@@ -105,7 +105,7 @@ def sync_configured_feeds(session: Session, urls: Iterable[str],
             feed.left_config_at = utcnow()
             log.info("feed %s is no longer in MAILER_FEEDS: disabled (its articles stay)", feed.url)
     known = set(session.scalars(select(Feed.url).where(Feed.url.in_(wanted))))
-    added = [Feed(url=url, source="config", enabled=True) for url in wanted if url not in known]
+    added = [Feed(url=url, source=FeedSource.CONFIG, enabled=True) for url in wanted if url not in known]
     session.add_all(added)
     session.flush()
     return added
@@ -120,7 +120,7 @@ def add_feed(session: Session, url: str, allowed: Iterable[netguard.Network | st
     check_feed_address(url, allowed)
     if session.scalar(select(Feed.id).where(Feed.url == url)) is not None:
         raise FeedError("this feed is already in the list")
-    feed = Feed(url=url, source="admin", enabled=True)
+    feed = Feed(url=url, source=FeedSource.ADMIN, enabled=True)
     session.add(feed)
     session.flush()
     return feed

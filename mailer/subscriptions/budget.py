@@ -16,7 +16,7 @@ hash of the network, not the address. Requests from this host or a private
 network (a proxy whose hop ``MAILER_PROXY_FIX_HOPS`` does not declare) have
 no network share: they stay under the global cap and the per-IP limit.
 
-Imports (``MAIL_IMPORT_CONFIRM``) are the operator's: they neither spend
+Imports (``MailKind.IMPORT_CONFIRM``) are the operator's: they neither spend
 nor wait for this budget.
 """
 
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.engine import Connection
 
-from mailer.models import MAIL_CONFIRM, OutboundMail
+from mailer.models import MailKind, OutboundMail
 
 HOUR = timedelta(hours=1)
 OUTBOX = cast(Table, OutboundMail.__table__)
@@ -50,7 +50,7 @@ INTERNAL = tuple(ipaddress.ip_network(block) for block in (
 # The confirmation mails of the sliding hour and those waiting after it: how many (never
 # past the cap, so a viral hour costs a batch at most ``cap`` index entries), and, once a
 # batch may fill the hour, the latest ``cap`` of their not_before times.
-_WINDOW = OUTBOX.c.kind == MAIL_CONFIRM, OUTBOX.c.not_before > bindparam("since")
+_WINDOW = OUTBOX.c.kind == MailKind.CONFIRM, OUTBOX.c.not_before > bindparam("since")
 COUNT = select(func.count()).select_from(select(OUTBOX.c.id).where(*_WINDOW).limit(bindparam("cap")).subquery())
 SCHEDULE = select(OUTBOX.c.not_before).where(*_WINDOW).order_by(OUTBOX.c.not_before.desc()).limit(bindparam("cap"))
 # Mails each network queued in the last hour (only confirmations carry a network).
