@@ -150,7 +150,7 @@ class RateLimits:
 
     def __init__(self, app: Flask) -> None:
         """Read ``RATELIMIT_ENABLED`` and ``RATELIMIT_STORAGE`` (``RATELIMIT_STORAGE_URI``, its older name)."""
-        self.enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
+        self.enabled = bool(app.config["RATELIMIT_ENABLED"])
         config = app.config
         storage = make_storage(app, str(config.get("RATELIMIT_STORAGE_URI") or config.get("RATELIMIT_STORAGE")
                                         or DATABASE))

@@ -88,15 +88,15 @@ class MailSettings:
     def from_config(cls, config: Mapping[str, Any]) -> MailSettings:
         """From FROM, BOUNCE_ADDRESS, BASE_URL, LIST_ID and UNSUBSCRIBE_MAILTO."""
         from_address = parseaddr(config["FROM"])[1]
-        bounce = config.get("BOUNCE_ADDRESS") or from_address
+        bounce = config["BOUNCE_ADDRESS"] or from_address
         return cls(
             from_header=config["FROM"],
             envelope_from=bounce,
             base_url=str(config["BASE_URL"]).rstrip("/"),
-            list_id=config.get("LIST_ID") or _list_id(str(config.get("SITE_NAME") or ""), from_address),
-            unsubscribe_mailto=config.get("UNSUBSCRIBE_MAILTO"),
+            list_id=config["LIST_ID"] or _list_id(str(config["SITE_NAME"]), from_address),
+            unsubscribe_mailto=config["UNSUBSCRIBE_MAILTO"],
             domain=_ascii_domain(from_address.rpartition("@")[2]) or "localhost",
-            verp=bool(config.get("BOUNCE_ADDRESS")),
+            verp=bool(config["BOUNCE_ADDRESS"]),
         )
 
 

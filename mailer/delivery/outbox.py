@@ -31,15 +31,16 @@ from sqlalchemy import func, or_, select, update
 
 from mailer.background import Worker
 from mailer.db import get_sessionmaker
-from mailer.delivery.dkim import DkimError, DkimSigner, signer_from_config
 from mailer.delivery.faults import SendOutcome, classify
 from mailer.delivery.message import MailSettings, transactional_mail
 from mailer.delivery.personalise import envelope_address
 from mailer.delivery.report import DeliveryError
 from mailer.delivery.senders import TokenBucket
-from mailer.delivery.smtp import SmtpTransport, parse_smtp_url
+from mailer.delivery.smtp import SmtpTransport
 from mailer.delivery.transport import Transport, wire_form
+from mailer.dkim import DkimError, DkimSigner, signer_from_config
 from mailer.models import MailKind, OutboundMail, utcnow
+from mailer.smtpurl import parse_smtp_url
 
 EXTENSION = "mailer.outbox"
 GIVE_UP_ATTEMPTS = 10
@@ -103,9 +104,9 @@ def outbox_pass(
         signer = None
     own = transport is None
     if transport is None:
-        transport = SmtpTransport(parse_smtp_url(config["SMTP_URL"]), timeout=float(config.get("SMTP_TIMEOUT") or 60))
+        transport = SmtpTransport(parse_smtp_url(config["SMTP_URL"]), timeout=float(config["SMTP_TIMEOUT"]))
     factory = get_sessionmaker(app)
-    bucket = TokenBucket(float(config.get("SEND_RATE") or 0))
+    bucket = TokenBucket(float(config["SEND_RATE"]))
     sent = 0
     try:
         while True:

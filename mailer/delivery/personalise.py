@@ -22,11 +22,11 @@ from email.utils import format_datetime
 from sqlalchemy import Connection, select
 
 from mailer.delivery.deliveries import Claim
-from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.message import MailSettings, Template, digest_template, message_id
 from mailer.delivery.stamp import Stamper
 from mailer.delivery.transport import wire_form
 from mailer.digest.compose import archive_url
+from mailer.dkim import DkimSigner
 from mailer.models import Digest, DigestEdition
 from mailer.tokens import preferences_token, unsubscribe_token
 

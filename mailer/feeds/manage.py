@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, has_app_context
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -148,9 +148,7 @@ def set_feed_enabled(session: Session, feed_id: int, enabled: bool, config: Mapp
 
 def _switch_on(feed: Feed, config: Mapping[str, Any] | None) -> None:
     """Enable ``feed`` with a fresh history window (FIRST_FETCH_DAYS back) and no failure streak."""
-    if config is None and has_app_context():
-        config = current_app.config
-    days = int((config or {}).get("FIRST_FETCH_DAYS", 7))
+    days = int((config if config is not None else current_app.config)["FIRST_FETCH_DAYS"])
     feed.keep_since = utcnow() - timedelta(days=days)
     feed.consecutive_failures = 0
     feed.enabled = True
@@ -158,7 +156,7 @@ def _switch_on(feed: Feed, config: Mapping[str, Any] | None) -> None:
 
 def failure_threshold(config: Mapping[str, Any]) -> int:
     """Consecutive failures after which a feed is flagged (``FEED_FAILURE_ALERT``)."""
-    return max(1, int(config.get("FEED_FAILURE_ALERT", 5)))
+    return max(1, int(config["FEED_FAILURE_ALERT"]))
 
 
 def is_flagged(feed: Feed, config: Mapping[str, Any]) -> bool:
