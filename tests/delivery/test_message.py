@@ -12,17 +12,20 @@ from email.message import EmailMessage
 import pytest
 
 import config.defaults
-from mailer.delivery.encoding import SLOT_WIDTH, choose_encoding, encode, split_slots
 from mailer.delivery.message import (
     DATE,
     MESSAGE_ID,
     PREFERENCES,
+    SLOT_WIDTH,
     TO,
     UNSUBSCRIBE,
     MailSettings,
     Template,
+    choose_encoding,
     digest_template,
+    encode,
     header,
+    split_slots,
 )
 from tests.delivery.factory import HTML, TEXT
 
