@@ -355,8 +355,9 @@ class Digest(Base):
     __tablename__ = "digests"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # The period it covers, e.g. "2026-W48": unique, so a rerun or a second
-    # scheduler cannot compose a second digest for the same week.
+    # The period of MAILER_DIGEST_SCHEDULE it covers, keyed by its local start with
+    # the UTC offset ("2026-11-23 08:00+01:00", ``digest.period.period_key``): unique,
+    # so a rerun or a second scheduler cannot compose a second digest for one period.
     period: Mapped[str] = mapped_column(String(40), unique=True)
     subject: Mapped[str] = mapped_column(String(500))
     status: Mapped[DigestStatus] = mapped_column(_enum(DigestStatus), index=True)

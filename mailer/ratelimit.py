@@ -20,9 +20,9 @@ Where the counters live (``MAILER_RATELIMIT_STORAGE``, the ``RATELIMIT_STORAGE``
   (``redis://...`` with the ``redis`` package), for a site that runs one.
 
 ``limits``' own ``memory://`` storage expires its keys from a
-``threading.Timer`` that it starts again every 10 ms while requests arrive:
-under a signup burst every gunicorn worker creates about a hundred threads a
-second, which cost a quarter of the signup path's throughput. The
+``threading.Timer`` that it starts again and again while requests arrive:
+under a signup burst every gunicorn worker creates threads by the hundred,
+a large share of the signup path's throughput (bench/FIGURES.md). The
 fixed-window strategy needs no timer: a counter past its window is simply
 read as zero. Both storages here do that, and drop the expired counters in
 one sweep at most once a minute.

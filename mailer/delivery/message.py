@@ -1,7 +1,7 @@
 """The digest mail of one edition, serialised once, filled in per reader.
 
-Building an ``EmailMessage`` per reader costs about 2.5 ms of CPU, more than
-sending it. So each edition is serialised once into final bytes (CRLF,
+Building an ``EmailMessage`` per reader costs more CPU than sending it
+(figures: bench/FIGURES.md). So each edition is serialised once into final bytes (CRLF,
 dot-stuffed for DATA, every line within 998 octets) cut into constant chunks
 around five slots; per reader only bytes are joined: the To address, the
 Date, the Message-ID and the two signed tokens.

@@ -34,11 +34,11 @@ PURPOSES = {"unsubscribe": unsubscribe_token, "preferences": preferences_token}
 
 
 class TokenMaker:
-    """The tokens of ``mailer.tokens`` for integer ids, made ten times faster.
+    """The tokens of ``mailer.tokens`` for integer ids, made faster (bench/FIGURES.md).
 
     ``mailer.tokens`` builds an itsdangerous serializer per token (and tries
-    zlib on a payload too short to shrink): about 12 us a token, a tenth of
-    the CPU a message may cost. This makes the same bytes with one HMAC over
+    zlib on a payload too short to shrink), a sizeable share of the CPU a
+    message may cost (bench/FIGURES.md). This makes the same bytes with one HMAC over
     a pre-derived key, and checks at start that it does give the same bytes
     as ``mailer.tokens``; if it does not (the library changed), it uses
     ``mailer.tokens`` itself.

@@ -163,10 +163,9 @@ def _tune(sock: socket.socket, timeout: float) -> None:
     """Socket options for a connection that carries thousands of messages.
 
     The final "." goes out alone after the body: without TCP_NODELAY, Nagle
-    would hold it until the body's ACK, 40 ms a message. And the timeout is
-    left to the kernel (SO_RCVTIMEO, SO_SNDTIMEO) on a blocking socket:
-    Python's own timeout polls before every read and write, nine system
-    calls a message. A kernel timeout surfaces as a lost connection (451).
+    would hold it until the body's ACK. And the timeout is left to the
+    kernel (SO_RCVTIMEO, SO_SNDTIMEO) on a blocking socket: Python's own
+    timeout polls before every read and write (bench/FIGURES.md). A kernel timeout surfaces as a lost connection (451).
     """
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     seconds = max(1, int(timeout))

@@ -34,7 +34,7 @@ def period_start(schedule: str, timezone: str, now: datetime) -> datetime:
 
     Aware, in ``timezone``. Compared in UTC: on the night clocks go back the
     two 02:00 are different times. A schedule that has not fired in five
-    years (config.py refuses one that never fires) counts in ISO weeks from
+    years (config.py refuses one that never fires) counts in weeks from
     Monday 00:00.
     """
     from mailer.crontab import cron_trigger, last_fire_time

@@ -60,7 +60,7 @@ SHARES = (select(OUTBOX.c.network, func.count())
 
 
 # (version, network, mask) as integers: a batch classifies each of its IPs, and ipaddress's
-# own containment tests and network parsing cost tens of microseconds each.
+# own containment tests and network parsing are slow for that (bench/FIGURES.md).
 _INTERNAL = tuple((block.version, int(block.network_address), int(block.netmask)) for block in INTERNAL)
 _PREFIX_MASK = {4: (1 << 32) - (1 << (32 - IPV4_PREFIX)), 6: (1 << 128) - (1 << (128 - IPV6_PREFIX))}
 

@@ -12,8 +12,8 @@ here, so the mail says they are on the list, and that their address is
 deleted unless they confirm.
 
 As for the digest, the templates are rendered once per language with
-placeholders, then filled per reader with a string replace: a signup pays
-microseconds, not a Jinja render with a dozen translations.
+placeholders, then filled per reader with a string replace: a signup pays a
+replace, not a Jinja render with a dozen translations.
 """
 
 from __future__ import annotations
