@@ -36,6 +36,10 @@ FEED_ALLOW_NETWORKS: list[str] = []
 # Where the rate-limit counters live: "database" (shared by every worker),
 # "memory" (per process) or a limits storage URI such as redis://host:6379.
 RATELIMIT_STORAGE = "database"
+# Off only in tests that do not count requests (MAILER_ENV=testing keeps it on).
+RATELIMIT_ENABLED = True
+# The development mail viewer (config/development.py turns it on).
+SHOW_CAPTURED_MAIL = False
 
 # Beyond the contract: settings with no MAILER_ variable of their own yet.
 SITE_NAME = "Notizie Tech"

@@ -54,7 +54,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(feeds.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
-    if app.config.get("SHOW_CAPTURED_MAIL"):
+    if app.config["SHOW_CAPTURED_MAIL"]:
         app.register_blueprint(devmail.bp)
     if app.config["ENV"] == "development":
         from mailer.devmail import loopback
@@ -64,7 +64,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     subscriptions.init_app(app)
     delivery.init_app(app)
     cli.init_app(app)
-    hops = int(app.config.get("PROXY_FIX_HOPS") or 0)
+    hops = int(app.config["PROXY_FIX_HOPS"])
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -86,12 +86,12 @@ class BoundedIntConverter(IntegerConverter):
 def _fill_embedded_defaults(app: Flask, config: dict[str, Any]) -> None:
     """Fill what was left unset with the embedded defaults (SQLite, capture, demo)."""
     instance = Path(app.instance_path)
-    if not config.get("DATABASE_URL"):
+    if not config["DATABASE_URL"]:
         instance.mkdir(parents=True, exist_ok=True)
         config["DATABASE_URL"] = f"sqlite:///{instance / 'mailer.sqlite3'}"
-    if not config.get("CAPTURE_MAILDIR"):
+    if not config["CAPTURE_MAILDIR"]:
         config["CAPTURE_MAILDIR"] = str(instance / "captured-mail")
-    if not config.get("SMTP_URL"):
+    if not config["SMTP_URL"]:
         config["SMTP_URL"] = f"smtp://{config['CAPTURE_SMTP_HOST']}:{config['CAPTURE_SMTP_PORT']}"
-    if config.get("FEEDS") is None:
+    if config["FEEDS"] is None:
         config["FEEDS"] = [] if config["ENV"] == "production" else [f"{config['BASE_URL']}/demo/feed.xml"]

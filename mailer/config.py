@@ -25,7 +25,6 @@ from mailer import config_values as values
 from mailer.config_values import LOCALES, loopback_host, loopback_url
 
 ENVIRONMENTS = ("development", "production", "testing")
-SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 MAX_FEED_INTERVAL = 7 * 24 * 60  # minutes: a week
 MAX_SMTP_CONNECTIONS = 100
 MIN_SECRET_KEY_LENGTH = 16
@@ -80,7 +79,7 @@ VARIABLES: Mapping[str, Callable[[str], Any]] = {
     "DATABASE_URL": values.database_url,
     "SECRET_KEY": values.text,
     "BASE_URL": values.base_url,
-    "SMTP_URL": lambda v: values.url(v, SMTP_SCHEMES),
+    "SMTP_URL": values.smtp_url,
     "FROM": values.address,
     "FEEDS": values.url_list,
     "DIGEST_SCHEDULE": values.cron,
@@ -301,7 +300,7 @@ def _check_production_key(key: str) -> None:
 
 def _check_dkim_key(config: Mapping[str, Any]) -> None:
     """The DKIM key loads and signs now, not at the first mail of a send."""
-    from mailer.delivery.dkim import signer_from_config  # the delivery stage, only when DKIM is set
+    from mailer.dkim import signer_from_config  # the delivery stage, only when DKIM is set
 
     try:
         signer = signer_from_config(config)

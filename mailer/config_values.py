@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailer.smtpurl import parse_smtp_url
+
 LOCALES = ("it", "en")
 # A digest schedule must fire within this horizon (29 February does; 31 February never).
 SCHEDULE_HORIZON = timedelta(days=5 * 366)
@@ -31,6 +33,12 @@ def url(value: str, schemes: tuple[str, ...]) -> str:
     if parts.scheme not in schemes or not parts.hostname:
         raise ValueError(f"expected a {'/'.join(schemes)} URL with a host")
     parts.port  # noqa: B018 - raises ValueError on a bad port
+    return value
+
+
+def smtp_url(value: str) -> str:
+    """An SMTP URL that ``mailer.smtpurl`` can parse, the one parser the delivery uses too."""
+    parse_smtp_url(value)
     return value
 
 

@@ -42,7 +42,7 @@ def init_app(app: Flask) -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactTokens())
-    if app.config.get("LOG_JSON"):
+    if app.config["LOG_JSON"]:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -106,6 +106,32 @@ class Subscriber(Base):
     )
 
 
+class ConsentAction(enum.StrEnum):
+    """What a consent event records (``ConsentEvent.action``)."""
+
+    SIGNUP = "signup"
+    CONFIRM = "confirm"
+    PREFERENCES = "preferences"
+    UNSUBSCRIBE = "unsubscribe"
+    ERASURE = "erasure"
+    IMPORT = "import"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    PURGE = "purge"
+
+
+class ConsentChannel(enum.StrEnum):
+    """How a consent event came in (``ConsentEvent.channel``, ``QueuedSignup.channel``)."""
+
+    FORM = "form"
+    API = "api"
+    ONE_CLICK = "one-click"
+    LINK = "link"
+    ADMIN = "admin"
+    IMPORT = "import"
+    SYSTEM = "system"
+
+
 class ConsentEvent(Base):
     """The append-only consent log: what a reader agreed to, when and how."""
 
@@ -116,10 +142,8 @@ class ConsentEvent(Base):
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )
     email_hash: Mapped[str] = mapped_column(String(64), index=True)
-    # signup, confirm, preferences, unsubscribe, erasure, import, bounce, purge
-    action: Mapped[str] = mapped_column(String(20))
-    # form, api, one-click, link, admin, import, system
-    channel: Mapped[str] = mapped_column(String(20))
+    action: Mapped[ConsentAction] = mapped_column(_enum(ConsentAction))
+    channel: Mapped[ConsentChannel] = mapped_column(_enum(ConsentChannel))
     occurred_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(500))
@@ -151,7 +175,7 @@ class QueuedSignup(Base):
     email_hash: Mapped[str] = mapped_column(String(64))
     topics: Mapped[str] = mapped_column(String(500))
     language: Mapped[str] = mapped_column(String(8))
-    channel: Mapped[str] = mapped_column(String(20))  # form, api
+    channel: Mapped[ConsentChannel] = mapped_column(_enum(ConsentChannel))  # FORM or API
     consent_text: Mapped[str] = mapped_column(Text)
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(500))
@@ -161,14 +185,17 @@ class QueuedSignup(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
-# OutboundMail.kind. A signup's confirmation; an import's request to confirm
-# (``subscribers import --send-confirmation``), which comes in bulk: the
-# outbox sends it after the signups' mails, and the signups' hourly cap
-# does not count it.
-MAIL_CONFIRM = "confirm"
-MAIL_IMPORT_CONFIRM = "confirm-import"
-# A reader's "my data" link, asked for on the preferences page.
-MAIL_DATA_LINK = "data-link"
+class MailKind(enum.StrEnum):
+    """What an ``OutboundMail`` is."""
+
+    # A signup's confirmation.
+    CONFIRM = "confirm"
+    # An import's request to confirm (``subscribers import --send-confirmation``),
+    # which comes in bulk: the outbox sends it after the signups' mails, and the
+    # signups' hourly cap does not count it.
+    IMPORT_CONFIRM = "confirm-import"
+    # A reader's "my data" link, asked for on the preferences page.
+    DATA_LINK = "data-link"
 
 
 class OutboundMail(Base):
@@ -191,7 +218,7 @@ class OutboundMail(Base):
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[str] = mapped_column(String(20))  # MAIL_CONFIRM or MAIL_IMPORT_CONFIRM
+    kind: Mapped[MailKind] = mapped_column(_enum(MailKind))
     to_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500))
     html: Mapped[str] = mapped_column(Text)
@@ -239,6 +266,13 @@ class AdminSession(Base):
 # --- feeds -----------------------------------------------------------------
 
 
+class FeedSource(enum.StrEnum):
+    """Who manages a feed: ``MAILER_FEEDS`` (its list decides) or the admin."""
+
+    CONFIG = "config"
+    ADMIN = "admin"
+
+
 class Feed(Base):
     """An RSS/Atom feed, from ``MAILER_FEEDS`` or added in the admin."""
 
@@ -248,8 +282,7 @@ class Feed(Base):
     url: Mapped[str] = mapped_column(String(2000), unique=True)
     title: Mapped[str | None] = mapped_column(String(500))
     enabled: Mapped[bool] = mapped_column(default=True)
-    # "config" (MAILER_FEEDS) or "admin"
-    source: Mapped[str] = mapped_column(String(20), default="config")
+    source: Mapped[FeedSource] = mapped_column(_enum(FeedSource), default=FeedSource.CONFIG)
     etag: Mapped[str | None] = mapped_column(String(500))
     last_modified: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -322,8 +355,9 @@ class Digest(Base):
     __tablename__ = "digests"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # The period it covers, e.g. "2026-W48": unique, so a rerun or a second
-    # scheduler cannot compose a second digest for the same week.
+    # The period of MAILER_DIGEST_SCHEDULE it covers, keyed by its local start with
+    # the UTC offset ("2026-11-23 08:00+01:00", ``digest.period.period_key``): unique,
+    # so a rerun or a second scheduler cannot compose a second digest for one period.
     period: Mapped[str] = mapped_column(String(40), unique=True)
     subject: Mapped[str] = mapped_column(String(500))
     status: Mapped[DigestStatus] = mapped_column(_enum(DigestStatus), index=True)
@@ -431,6 +465,15 @@ class RateCounter(Base):
     expires_at: Mapped[float] = mapped_column(Float)
 
 
+class JobOutcome(enum.StrEnum):
+    """How a scheduler job's run ended (``JobRun.outcome``)."""
+
+    OK = "ok"
+    ERROR = "error"
+    SKIPPED = "skipped"  # another scheduler (or a send started by hand) held the lock
+    STOPPED = "stopped"  # the scheduler was stopping
+
+
 class JobRun(Base):
     """The last run of each scheduler job (shared by every scheduler process).
 
@@ -445,8 +488,7 @@ class JobRun(Base):
     last_fire_at: Mapped[datetime | None] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # "ok", "error" or "skipped" (another scheduler held the lock).
-    outcome: Mapped[str | None] = mapped_column(String(20))
+    outcome: Mapped[JobOutcome | None] = mapped_column(_enum(JobOutcome))
     error: Mapped[str | None] = mapped_column(Text)
 
 
@@ -454,6 +496,8 @@ __all__ = [
     "AdminUser",
     "Article",
     "Base",
+    "ConsentAction",
+    "ConsentChannel",
     "ConsentEvent",
     "Delivery",
     "DeliveryStatus",
@@ -461,8 +505,11 @@ __all__ = [
     "DigestEdition",
     "DigestStatus",
     "Feed",
+    "FeedSource",
+    "JobOutcome",
     "JobRun",
     "Lock",
+    "MailKind",
     "OutboundMail",
     "RateCounter",
     "Subscriber",

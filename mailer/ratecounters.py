@@ -3,9 +3,8 @@
 The default storage of ``mailer.ratelimit``. A signup request checks its
 IP's limit (``10/minute;100/hour``: two windows) with one statement, an
 upsert of every window's counter that returns their hits, in one short
-transaction on a raw connection of the app's pool: through SQLAlchemy's
-Core with a transaction per window it cost 0.6 ms of CPU a signup, a third
-of the whole request (bench/signup.py); this way it costs about 35 us.
+transaction on a raw connection of the app's pool: SQLAlchemy's Core with a
+transaction per window cost a third of the whole request (bench/FIGURES.md).
 
 A counter past its window is read as zero and starts again at the next hit;
 expired counters are deleted at most once a minute per process.

@@ -20,9 +20,9 @@ Where the counters live (``MAILER_RATELIMIT_STORAGE``, the ``RATELIMIT_STORAGE``
   (``redis://...`` with the ``redis`` package), for a site that runs one.
 
 ``limits``' own ``memory://`` storage expires its keys from a
-``threading.Timer`` that it starts again every 10 ms while requests arrive:
-under a signup burst every gunicorn worker creates about a hundred threads a
-second, which cost a quarter of the signup path's throughput. The
+``threading.Timer`` that it starts again and again while requests arrive:
+under a signup burst every gunicorn worker creates threads by the hundred,
+a large share of the signup path's throughput (bench/FIGURES.md). The
 fixed-window strategy needs no timer: a counter past its window is simply
 read as zero. Both storages here do that, and drop the expired counters in
 one sweep at most once a minute.
@@ -155,14 +155,14 @@ class RateLimits:
 
     def __init__(self, app: Flask) -> None:
         """Read ``RATELIMIT_ENABLED`` and ``RATELIMIT_STORAGE`` (``RATELIMIT_STORAGE_URI``, its older name)."""
-        self.enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
+        self.enabled = bool(app.config["RATELIMIT_ENABLED"])
         config = app.config
         storage = make_storage(app, str(config.get("RATELIMIT_STORAGE_URI") or config.get("RATELIMIT_STORAGE")
                                         or DATABASE))
         self.storage = storage
         self.strategy = FixedWindowRateLimiter(storage)
         # Every worker derives the same key from SECRET_KEY: they share one counter per client.
-        self._key = hmac.digest(str(config.get("SECRET_KEY") or "").encode("utf-8"), PURPOSE, hashlib.sha256)
+        self._key = hmac.digest(str(config["SECRET_KEY"]).encode("utf-8"), PURPOSE, hashlib.sha256)
         self._parsed: dict[str, list[RateLimitItem]] = {}
 
     def _items(self, limit: str) -> list[RateLimitItem]:

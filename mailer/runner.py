@@ -34,7 +34,7 @@ from mailer.crontab import last_fire_time
 from mailer.db import session_scope
 from mailer.delivery import DeliveryError, SenderBusyError
 from mailer.locks import job_lock
-from mailer.models import JobRun, utcnow
+from mailer.models import JobOutcome, JobRun, utcnow
 
 log = logging.getLogger("mailer.scheduler")
 SchedulerT = TypeVar("SchedulerT", bound=BaseScheduler)
@@ -60,10 +60,10 @@ def grace(config: Mapping[str, Any]) -> timedelta:
     return timedelta(hours=float(config["SCHEDULER_GRACE_HOURS"]))
 
 
-def run_job(app: Flask, job: Job, stop: threading.Event) -> str:
-    """Run ``job`` once under its lock; return "ok", "skipped", "error" or "stopped"."""
+def run_job(app: Flask, job: Job, stop: threading.Event) -> JobOutcome:
+    """Run ``job`` once under its lock; return how it ended."""
     if stop.is_set():
-        return "stopped"
+        return JobOutcome.STOPPED
     started = datetime.now(UTC)
     error: str | None = None
     with app.app_context():
@@ -71,28 +71,28 @@ def run_job(app: Flask, job: Job, stop: threading.Event) -> str:
             with job_lock(app, job.lock) as held:
                 if not held:
                     log.info("%s job skipped: another scheduler (or a send started by hand) holds its lock", job.name,
-                             extra={"job": job.name, "outcome": "skipped"})
-                    return "skipped"
+                             extra={"job": job.name, "outcome": JobOutcome.SKIPPED})
+                    return JobOutcome.SKIPPED
                 log.info("%s job started", job.name, extra={"job": job.name})
                 job.run(app, stop)
         except SenderBusyError as exc:
-            log.info("%s job skipped: %s", job.name, exc, extra={"job": job.name, "outcome": "skipped"})
-            return "skipped"
+            log.info("%s job skipped: %s", job.name, exc, extra={"job": job.name, "outcome": JobOutcome.SKIPPED})
+            return JobOutcome.SKIPPED
         except DeliveryError as exc:
             error = f"SMTP: {exc}"
         except Exception as exc:  # one failed run must not stop the scheduler
-            log.exception("%s job failed", job.name, extra={"job": job.name, "outcome": "error"})
+            log.exception("%s job failed", job.name, extra={"job": job.name, "outcome": JobOutcome.ERROR})
             error = f"{type(exc).__name__}: {exc}"
         if error and error.startswith("SMTP: "):
-            log.error("%s job failed: %s", job.name, error, extra={"job": job.name, "outcome": "error"})
-        outcome = "stopped" if stop.is_set() and not error else ("error" if error else "ok")
-        if outcome == "ok":
-            log.info("%s job finished", job.name, extra={"job": job.name, "outcome": "ok"})
+            log.error("%s job failed: %s", job.name, error, extra={"job": job.name, "outcome": JobOutcome.ERROR})
+        outcome = JobOutcome.STOPPED if stop.is_set() and not error else (JobOutcome.ERROR if error else JobOutcome.OK)
+        if outcome is JobOutcome.OK:
+            log.info("%s job finished", job.name, extra={"job": job.name, "outcome": JobOutcome.OK})
         _record(app, job, started, outcome, error)
     return outcome
 
 
-def _record(app: Flask, job: Job, started: datetime, outcome: str, error: str | None) -> None:
+def _record(app: Flask, job: Job, started: datetime, outcome: JobOutcome, error: str | None) -> None:
     """Write the run to ``job_runs``; a finished cron run marks its slot as done."""
     slot = last_fire_time(job.trigger(app.config), started, grace(app.config)) if job.cron else None
     try:
@@ -102,7 +102,7 @@ def _record(app: Flask, job: Job, started: datetime, outcome: str, error: str | 
             row.started_at = started.replace(tzinfo=None)
             row.finished_at = utcnow()
             row.outcome, row.error = outcome, error
-            if outcome == "ok" and slot is not None:
+            if outcome is JobOutcome.OK and slot is not None:
                 done = slot.astimezone(UTC).replace(tzinfo=None)
                 row.last_fire_at = max(done, row.last_fire_at or done)
     except Exception:  # the database may be the reason the job failed

@@ -79,7 +79,7 @@ def signups_job(app: Flask, stop: threading.Event) -> None:
 
 def bounces_job(app: Flask, stop: threading.Event) -> None:
     """Read the reports in MAILER_BOUNCE_MAILDIR, if set; delete those read BOUNCE_RETENTION_DAYS ago."""
-    maildir = app.config.get("BOUNCE_MAILDIR")
+    maildir = app.config["BOUNCE_MAILDIR"]
     if maildir:
         process_bounce_mail(app, read_paths([maildir]), echo=log.info)
         expired = expire_read(Path(maildir), int(app.config["BOUNCE_RETENTION_DAYS"]))

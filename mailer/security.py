@@ -27,7 +27,7 @@ def init_app(app: Flask) -> None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     csrf.init_app(app)
     ratelimit.init_app(app)
-    if app.config["ENV"] == "production" and not int(app.config.get("PROXY_FIX_HOPS") or 0):
+    if app.config["ENV"] == "production" and not app.config["PROXY_FIX_HOPS"]:
         _warn_of_an_undeclared_proxy(app)
 
 

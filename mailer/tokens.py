@@ -45,8 +45,8 @@ class _Uncompressed:
 
     Our payloads (an id, an id and a nonce) are a few dozen bytes, which zlib
     never shortens, so the tokens are the very same bytes, and the stock
-    ``loads`` reads them; signing costs 10 us instead of 60 (a digest signs
-    two tokens per reader, each signup batch one per mail).
+    ``loads`` reads them; signing costs a sixth (bench/FIGURES.md), and a digest
+    signs two tokens per reader, each signup batch one per mail.
     """
 
     def dump_payload(self, obj: Any) -> bytes:

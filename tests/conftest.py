@@ -163,6 +163,7 @@ def make_app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterat
             "SHOW_CAPTURED_MAIL": True,
             **overrides,
         })
+        # Its test client waits for the signup worker thread after each request (SettlingClient).
         app.test_client_class = SettlingClient
         apps.append(app)
         return app
@@ -181,6 +182,9 @@ def make_app(database_url: str, smtp_server: SmtpSink, tmp_path: Path) -> Iterat
 @pytest.fixture(autouse=True)
 def _stop_every_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Stop, at the end of each test, every background worker it made (its app's or its own).
+
+    Patches ``mailer.background.Worker.__init__`` for every test (autouse), to
+    record each worker made; the workers themselves run unchanged.
 
     On PostgreSQL every test shares one database: a worker left running
     (one a test built itself, without ``stop``) would find the next test's
@@ -226,6 +230,7 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    """The app's test client: a ``SettlingClient``, which waits for the signup worker thread."""
     return app.test_client()
 
 

@@ -54,6 +54,8 @@ def test_variables_override_defaults() -> None:
     ("MAILER_ENV", "staging"),
     ("MAILER_SMTP_URL", "http://mail.example.it"),
     ("MAILER_SMTP_URL", "smtp://mail.example.it:99999"),
+    # The sender's own parser refuses it: checked at start, not at the first mail.
+    ("MAILER_SMTP_URL", "smtps://:s3cret@mail.example.it"),
     ("MAILER_DIGEST_SCHEDULE", "every monday"),
     ("MAILER_FEED_INTERVAL", "0"),
     ("MAILER_FEED_INTERVAL", "hourly"),
@@ -339,3 +341,16 @@ def test_testing_from_the_environment_relaxes_nothing() -> None:
     assert config.get("WTF_CSRF_ENABLED", True) is True
     assert config.get("RATELIMIT_ENABLED", True) is True
     assert not config.get("SHOW_CAPTURED_MAIL")
+
+
+def test_the_configuration_imports_no_stage() -> None:
+    """``mailer/config.py`` is shared by every stage: it checks the SMTP URL and the DKIM key
+    with neutral modules (``mailer.smtpurl``, ``mailer.dkim``), never through ``delivery/``."""
+    import ast
+
+    stages = ("mailer.subscriptions", "mailer.feeds", "mailer.digest", "mailer.delivery", "mailer.admin")
+    for module in ("config.py", "config_values.py", "smtpurl.py", "dkim.py"):
+        tree = ast.parse((Path(__file__).parents[1] / "mailer" / module).read_text())
+        imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        assert not [name for name in imported if name.startswith(stages)], module

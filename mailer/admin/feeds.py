@@ -11,7 +11,7 @@ from mailer import feeds
 from mailer.admin.blueprint import bp
 from mailer.admin.forms import ActionForm, AddFeedForm
 from mailer.db import get_session
-from mailer.models import Article, Feed
+from mailer.models import Article, Feed, FeedSource
 
 
 def _feed_page(form: AddFeedForm, status: int = 200) -> ResponseReturnValue:
@@ -27,6 +27,7 @@ def _feed_page(form: AddFeedForm, status: int = 200) -> ResponseReturnValue:
         feeds=rows,
         form=form,
         action_form=ActionForm(),
+        FeedSource=FeedSource,
         alert_after=int(current_app.config["FEED_FAILURE_ALERT"]),
     ), status
 

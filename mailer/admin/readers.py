@@ -17,7 +17,7 @@ from mailer.admin.auth import current_admin
 from mailer.admin.blueprint import bp
 from mailer.admin.forms import EraseForm, UnsubscribeForm
 from mailer.db import get_session
-from mailer.models import ConsentEvent, Delivery, Digest, Subscriber, SubscriberStatus
+from mailer.models import ConsentChannel, ConsentEvent, Delivery, Digest, Subscriber, SubscriberStatus
 from mailer.paging import page_number
 
 PAGE_SIZE = 50
@@ -144,7 +144,7 @@ def unsubscribe(reader_id: int) -> ResponseReturnValue:
         # Who did it goes in the log: the reader did not click a link themselves.
         note = " ".join((form.reason.data or "").split())
         reason = f"{note} (by {admin.email})" if admin and note else f"by {admin.email}" if admin else note
-        if subscriptions.unsubscribe(session, subscriber, channel="admin", reason=reason or None):
+        if subscriptions.unsubscribe(session, subscriber, channel=ConsentChannel.ADMIN, reason=reason or None):
             session.commit()
             flash(_("The reader is unsubscribed."), "success")
         else:
@@ -161,7 +161,7 @@ def erase(reader_id: int) -> ResponseReturnValue:
     if not form.validate_on_submit():
         flash(_("Tick the box to confirm the erasure."), "error")
         return redirect(url_for("admin.reader", reader_id=reader_id), code=303)
-    kept = subscriptions.erase(session, subscriber, channel="admin")
+    kept = subscriptions.erase(session, subscriber, channel=ConsentChannel.ADMIN)
     session.commit()
     flash(_("The reader's personal data is erased."), "success")
     # What stays is a new row (the old id, in every link mailed, is void).

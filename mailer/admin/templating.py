@@ -28,7 +28,7 @@ def admin_context() -> dict[str, Any]:
     """What the admin layout needs on every page."""
     return {
         "admin": current_admin(),
-        "show_captured_mail": bool(current_app.config.get("SHOW_CAPTURED_MAIL")),
+        "show_captured_mail": bool(current_app.config["SHOW_CAPTURED_MAIL"]),
         # The layout's <html lang>; Flask-Babel does not make it a template global.
         "get_locale": get_locale,
         "topic_label": topic_label,

@@ -10,7 +10,7 @@ failures are retried with backoff, by this thread and by the scheduler's
 compare-and-set, so two processes never send the same row at once.
 
 A signup's confirmation goes before the bulk of an import's requests to
-confirm (``MAIL_IMPORT_CONFIRM``, thousands at once), so a reader who signs
+confirm (``MailKind.IMPORT_CONFIRM``, thousands at once), so a reader who signs
 up meanwhile still gets the mail within seconds. ``SEND_RATE`` paces each
 pass as it paces a digest run (a bucket per pass, not shared with a digest
 sender running at the same time).
@@ -31,15 +31,16 @@ from sqlalchemy import func, or_, select, update
 
 from mailer.background import Worker
 from mailer.db import get_sessionmaker
-from mailer.delivery.dkim import DkimError, DkimSigner, signer_from_config
 from mailer.delivery.faults import SendOutcome, classify
 from mailer.delivery.message import MailSettings, transactional_mail
 from mailer.delivery.personalise import envelope_address
 from mailer.delivery.report import DeliveryError
 from mailer.delivery.senders import TokenBucket
-from mailer.delivery.smtp import SmtpTransport, parse_smtp_url
+from mailer.delivery.smtp import SmtpTransport
 from mailer.delivery.transport import Transport, wire_form
-from mailer.models import MAIL_IMPORT_CONFIRM, OutboundMail, utcnow
+from mailer.dkim import DkimError, DkimSigner, signer_from_config
+from mailer.models import MailKind, OutboundMail, utcnow
+from mailer.smtpurl import parse_smtp_url
 
 EXTENSION = "mailer.outbox"
 GIVE_UP_ATTEMPTS = 10
@@ -103,9 +104,9 @@ def outbox_pass(
         signer = None
     own = transport is None
     if transport is None:
-        transport = SmtpTransport(parse_smtp_url(config["SMTP_URL"]), timeout=float(config.get("SMTP_TIMEOUT") or 60))
+        transport = SmtpTransport(parse_smtp_url(config["SMTP_URL"]), timeout=float(config["SMTP_TIMEOUT"]))
     factory = get_sessionmaker(app)
-    bucket = TokenBucket(float(config.get("SEND_RATE") or 0))
+    bucket = TokenBucket(float(config["SEND_RATE"]))
     sent = 0
     try:
         while True:
@@ -116,7 +117,7 @@ def outbox_pass(
                            or_(OutboundMail.next_attempt_at.is_(None),
                                OutboundMail.next_attempt_at <= (now or utcnow())))
                     # Signups first (False sorts first), oldest first, then an import's bulk.
-                    .order_by(OutboundMail.kind == MAIL_IMPORT_CONFIRM, OutboundMail.id).limit(limit)
+                    .order_by(OutboundMail.kind == MailKind.IMPORT_CONFIRM, OutboundMail.id).limit(limit)
                 ).all()
             for mail_id, attempts in due:
                 if stop is not None and stop.is_set():

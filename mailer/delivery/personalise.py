@@ -22,11 +22,11 @@ from email.utils import format_datetime
 from sqlalchemy import Connection, select
 
 from mailer.delivery.deliveries import Claim
-from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.message import MailSettings, Template, digest_template, message_id
 from mailer.delivery.stamp import Stamper
 from mailer.delivery.transport import wire_form
 from mailer.digest.compose import archive_url
+from mailer.dkim import DkimSigner
 from mailer.models import Digest, DigestEdition
 from mailer.tokens import preferences_token, unsubscribe_token
 
@@ -34,11 +34,11 @@ PURPOSES = {"unsubscribe": unsubscribe_token, "preferences": preferences_token}
 
 
 class TokenMaker:
-    """The tokens of ``mailer.tokens`` for integer ids, made ten times faster.
+    """The tokens of ``mailer.tokens`` for integer ids, made faster (bench/FIGURES.md).
 
     ``mailer.tokens`` builds an itsdangerous serializer per token (and tries
-    zlib on a payload too short to shrink): about 12 us a token, a tenth of
-    the CPU a message may cost. This makes the same bytes with one HMAC over
+    zlib on a payload too short to shrink), a sizeable share of the CPU a
+    message may cost (bench/FIGURES.md). This makes the same bytes with one HMAC over
     a pre-derived key, and checks at start that it does give the same bytes
     as ``mailer.tokens``; if it does not (the library changed), it uses
     ``mailer.tokens`` itself.

@@ -27,7 +27,6 @@ from mailer.db import make_engine
 from mailer.delivery import deliveries as rows
 from mailer.delivery.connection import ConnectionThread, Inbox, ReaderCheck, Switch, drain
 from mailer.delivery.deliveries import Feeder
-from mailer.delivery.dkim import signer_from_config
 from mailer.delivery.gate import Results
 from mailer.delivery.message import MailSettings
 from mailer.delivery.personalise import Composer
@@ -35,9 +34,11 @@ from mailer.delivery.record import Recorder
 from mailer.delivery.report import DeliveryError, DeliveryReport, Progress, duration, n_deliveries
 from mailer.delivery.senders import TokenBucket, exclusive_sender, is_dead_neighbour, sender_name
 from mailer.delivery.settings import RunSettings
-from mailer.delivery.smtp import SmtpTransport, parse_smtp_url
+from mailer.delivery.smtp import SmtpTransport
 from mailer.delivery.transport import Transport
+from mailer.dkim import signer_from_config
 from mailer.models import DigestStatus, utcnow
+from mailer.smtpurl import parse_smtp_url
 
 log = logging.getLogger("mailer.delivery")
 Echo = Callable[[str], Any]

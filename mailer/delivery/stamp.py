@@ -26,7 +26,7 @@ IN_ADDRESS = re.compile(r"\+(\d{1,19})-([0-9a-fA-F]{24})@")
 
 
 class Stamper:
-    """Makes and checks the stamps of one secret key (one HMAC, a microsecond each)."""
+    """Makes and checks the stamps of one secret key (one HMAC each)."""
 
     def __init__(self, secret_key: str) -> None:
         """Derive this purpose's own key, so that no other signature of the app can serve as a stamp."""

@@ -100,7 +100,7 @@ def _follow_port(app: Flask, host: str, port: int) -> None:
     if base == old:
         return
     app.config["BASE_URL"] = base
-    if app.config.get("FEEDS") == [f"{old}/demo/feed.xml"]:
+    if app.config["FEEDS"] == [f"{old}/demo/feed.xml"]:
         app.config["FEEDS"] = [f"{base}/demo/feed.xml"]
 
 

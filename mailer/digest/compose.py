@@ -109,7 +109,7 @@ def _skip_reason(session: Session, config: Mapping[str, Any], start: datetime) -
 def compose_digest(session: Session, config: Mapping[str, Any], now: datetime) -> Digest | None:
     """Compose this period's digest, or return None (see the module docstring).
 
-    None when this period (ISO week in ``MAILER_TIMEZONE``) has its digest
+    None when this period of ``MAILER_DIGEST_SCHEDULE`` has its digest
     already, including one another process inserted a moment ago, or when
     there are fewer than ``DIGEST_MIN_ARTICLES`` new articles. The caller
     commits; a rollback leaves everything as it was.

@@ -34,7 +34,7 @@ def period_start(schedule: str, timezone: str, now: datetime) -> datetime:
 
     Aware, in ``timezone``. Compared in UTC: on the night clocks go back the
     two 02:00 are different times. A schedule that has not fired in five
-    years (config.py refuses one that never fires) counts in ISO weeks from
+    years (config.py refuses one that never fires) counts in weeks from
     Monday 00:00.
     """
     from mailer.crontab import cron_trigger, last_fire_time
@@ -68,11 +68,11 @@ def digest_subject(config: Mapping[str, Any], language: str, now: datetime) -> s
     ``{site}``); the date is Babel's long format in that language, e.g.
     "Le notizie della settimana – 25 novembre 2026".
     """
-    templates: Mapping[str, str] = config.get("DIGEST_SUBJECT") or {}
+    templates: Mapping[str, str] = config["DIGEST_SUBJECT"]
     template = templates.get(language) or templates.get("en") or "{site} – {date}"
     when = format_date(local_date(now, config["TIMEZONE"]), format="long", locale=language)
     # str.replace, not str.format: a stray brace in an operator's template
     # must not crash the weekly job.
-    subject = template.replace("{date}", when).replace("{site}", str(config.get("SITE_NAME", "")))
+    subject = template.replace("{date}", when).replace("{site}", str(config["SITE_NAME"]))
     # A header: line breaks would inject headers, and a subject is one line.
     return " ".join(subject.split())

@@ -107,7 +107,7 @@ def _render_once(
         "unsubscribe_url": f"{base}/unsubscribe/{unsubscribe_marker}" if personal else None,
         "preferences_url": f"{base}/preferences/{preferences_marker}" if personal else None,
         "subscribe_url": f"{base}/",
-        "site_url": config.get("SITE_URL") or base,
+        "site_url": config["SITE_URL"] or base,
         "config": config,
     }
     with force_locale(language):

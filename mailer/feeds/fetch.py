@@ -71,11 +71,11 @@ class FetchSettings:
         """Settings from ``FEED_TIMEOUT``, ``FEED_MAX_BYTES``, ``FEED_CONCURRENCY``, ``BASE_URL``,
         ``FEED_ALLOW_NETWORKS``."""
         return cls(
-            budget=float(config.get("FEED_TIMEOUT", 30.0)),
-            max_bytes=int(config.get("FEED_MAX_BYTES", 10 * 1024 * 1024)),
-            user_agent=USER_AGENT.format(base_url=config.get("BASE_URL", "")),
-            concurrency=max(1, int(config.get("FEED_CONCURRENCY", 4))),
-            allowed=netguard.parse_networks(config.get("FEED_ALLOW_NETWORKS", ())),
+            budget=float(config["FEED_TIMEOUT"]),
+            max_bytes=int(config["FEED_MAX_BYTES"]),
+            user_agent=USER_AGENT.format(base_url=config["BASE_URL"]),
+            concurrency=max(1, int(config["FEED_CONCURRENCY"])),
+            allowed=netguard.parse_networks(config["FEED_ALLOW_NETWORKS"]),
         )
 
 

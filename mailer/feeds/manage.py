@@ -14,13 +14,13 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, has_app_context
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import netguard
 from mailer.feeds.urls import MAX_URL_LENGTH
-from mailer.models import Feed, utcnow
+from mailer.models import Feed, FeedSource, utcnow
 
 log = logging.getLogger("mailer.feeds")
 
@@ -93,7 +93,7 @@ def sync_configured_feeds(session: Session, urls: Iterable[str],
     if not wanted:
         return []
     listed = set(wanted)
-    for feed in session.scalars(select(Feed).where(Feed.source == "config")):
+    for feed in session.scalars(select(Feed).where(Feed.source == FeedSource.CONFIG)):
         if feed.url in listed and feed.left_config_at is not None:
             feed.left_config_at = None
             if not feed.enabled:
@@ -105,7 +105,7 @@ def sync_configured_feeds(session: Session, urls: Iterable[str],
             feed.left_config_at = utcnow()
             log.info("feed %s is no longer in MAILER_FEEDS: disabled (its articles stay)", feed.url)
     known = set(session.scalars(select(Feed.url).where(Feed.url.in_(wanted))))
-    added = [Feed(url=url, source="config", enabled=True) for url in wanted if url not in known]
+    added = [Feed(url=url, source=FeedSource.CONFIG, enabled=True) for url in wanted if url not in known]
     session.add_all(added)
     session.flush()
     return added
@@ -120,7 +120,7 @@ def add_feed(session: Session, url: str, allowed: Iterable[netguard.Network | st
     check_feed_address(url, allowed)
     if session.scalar(select(Feed.id).where(Feed.url == url)) is not None:
         raise FeedError("this feed is already in the list")
-    feed = Feed(url=url, source="admin", enabled=True)
+    feed = Feed(url=url, source=FeedSource.ADMIN, enabled=True)
     session.add(feed)
     session.flush()
     return feed
@@ -148,9 +148,7 @@ def set_feed_enabled(session: Session, feed_id: int, enabled: bool, config: Mapp
 
 def _switch_on(feed: Feed, config: Mapping[str, Any] | None) -> None:
     """Enable ``feed`` with a fresh history window (FIRST_FETCH_DAYS back) and no failure streak."""
-    if config is None and has_app_context():
-        config = current_app.config
-    days = int((config or {}).get("FIRST_FETCH_DAYS", 7))
+    days = int((config if config is not None else current_app.config)["FIRST_FETCH_DAYS"])
     feed.keep_since = utcnow() - timedelta(days=days)
     feed.consecutive_failures = 0
     feed.enabled = True
@@ -158,7 +156,7 @@ def _switch_on(feed: Feed, config: Mapping[str, Any] | None) -> None:
 
 def failure_threshold(config: Mapping[str, Any]) -> int:
     """Consecutive failures after which a feed is flagged (``FEED_FAILURE_ALERT``)."""
-    return max(1, int(config.get("FEED_FAILURE_ALERT", 5)))
+    return max(1, int(config["FEED_FAILURE_ALERT"]))
 
 
 def is_flagged(feed: Feed, config: Mapping[str, Any]) -> bool:

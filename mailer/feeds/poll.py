@@ -231,7 +231,7 @@ def _store(factory: sessionmaker[Session], config: Mapping[str, Any], feed: _Sna
 
 def _follow_move(session: Session, row: Feed, moved_to: str, config: Mapping[str, Any]) -> str:
     """Make ``moved_to`` (a permanent redirect) the feed's URL if nothing stands against it; say what was done."""
-    configured = {url.strip() for url in config.get("FEEDS") or ()}
+    configured = {url.strip() for url in config["FEEDS"] or ()}
     if row.url in configured:
         # The sync matches MAILER_FEEDS by URL: a new URL here would make it
         # add the old one again as a new feed (and disable this one).

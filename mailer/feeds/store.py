@@ -46,7 +46,7 @@ def store_entries(session: Session, feed: Feed, entries: Sequence[ParsedEntry],
                   config: Mapping[str, Any], now: datetime) -> StoreReport:
     """Add the new articles of ``feed`` and update the changed ones (caller commits)."""
     if feed.keep_since is None:
-        feed.keep_since = now - timedelta(days=int(config.get("FIRST_FETCH_DAYS", 7)))
+        feed.keep_since = now - timedelta(days=int(config["FIRST_FETCH_DAYS"]))
     report = StoreReport()
     candidates: dict[str, ParsedEntry] = {}
     for entry in entries:
@@ -86,7 +86,7 @@ def store_entries(session: Session, feed: Feed, entries: Sequence[ParsedEntry],
 def _fill(article: Article, entry: ParsedEntry, config: Mapping[str, Any], topic_of: TopicMapper) -> None:
     """Set what a reader sees from ``entry``, sanitised."""
     link = entry.link or article.url
-    summary_html, summary_text = summarise(entry.summary_html, link, int(config.get("FEED_SUMMARY_CHARS", 500)))
+    summary_html, summary_text = summarise(entry.summary_html, link, int(config["FEED_SUMMARY_CHARS"]))
     # Titles, names and categories are text, but feeds put markup in them
     # (escaped or not): it is always stripped, never shown as tags.
     title = plain(entry.title, limit=TITLE_CHARS)

@@ -37,12 +37,12 @@ def topic_for(categories: Iterable[str], config: Mapping[str, Any]) -> str:
     A whole category is tried before its parts, so an alias such as
     "web development" wins over "web" in "Web development/CSS".
     """
-    fallback = str(config.get("FALLBACK_TOPIC", "other"))
+    fallback = str(config["FALLBACK_TOPIC"])
     candidates: list[str] = []
     for category in categories:
         candidates.append(category)
         candidates.extend(part for part in _SEPARATORS.split(category) if part and part != category)
-    return topic_for_categories(config.get("TOPICS", {}), candidates, fallback)
+    return topic_for_categories(config["TOPICS"], candidates, fallback)
 
 
 class TopicMapper:

@@ -23,6 +23,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from mailer.config import LOCALES
 from mailer.db import get_engine
 from mailer.i18n import select_locale, set_language
+from mailer.models import ConsentChannel
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import AddressError, parse_address
 from mailer.subscriptions.signup import SignupRequest, enqueue
@@ -146,7 +147,7 @@ def _parse() -> SignupRequest:
                                           choices=", ".join(current_app.config["TOPICS"]))) from None
     source, shown = body.get("source"), body.get("consent_text")
     return SignupRequest(
-        address=address, topics=chosen, language=language, channel=consent.API,
+        address=address, topics=chosen, language=language, channel=ConsentChannel.API,
         # The words the signup box showed, when it says; else our own consent text.
         consent_text=shown.strip()[:2000] if isinstance(shown, str) and shown.strip()
         else consent.consent_text(current_app.config["SITE_NAME"], language),

@@ -16,7 +16,7 @@ hash of the network, not the address. Requests from this host or a private
 network (a proxy whose hop ``MAILER_PROXY_FIX_HOPS`` does not declare) have
 no network share: they stay under the global cap and the per-IP limit.
 
-Imports (``MAIL_IMPORT_CONFIRM``) are the operator's: they neither spend
+Imports (``MailKind.IMPORT_CONFIRM``) are the operator's: they neither spend
 nor wait for this budget.
 """
 
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.engine import Connection
 
-from mailer.models import MAIL_CONFIRM, OutboundMail
+from mailer.models import MailKind, OutboundMail
 
 HOUR = timedelta(hours=1)
 OUTBOX = cast(Table, OutboundMail.__table__)
@@ -50,7 +50,7 @@ INTERNAL = tuple(ipaddress.ip_network(block) for block in (
 # The confirmation mails of the sliding hour and those waiting after it: how many (never
 # past the cap, so a viral hour costs a batch at most ``cap`` index entries), and, once a
 # batch may fill the hour, the latest ``cap`` of their not_before times.
-_WINDOW = OUTBOX.c.kind == MAIL_CONFIRM, OUTBOX.c.not_before > bindparam("since")
+_WINDOW = OUTBOX.c.kind == MailKind.CONFIRM, OUTBOX.c.not_before > bindparam("since")
 COUNT = select(func.count()).select_from(select(OUTBOX.c.id).where(*_WINDOW).limit(bindparam("cap")).subquery())
 SCHEDULE = select(OUTBOX.c.not_before).where(*_WINDOW).order_by(OUTBOX.c.not_before.desc()).limit(bindparam("cap"))
 # Mails each network queued in the last hour (only confirmations carry a network).
@@ -60,7 +60,7 @@ SHARES = (select(OUTBOX.c.network, func.count())
 
 
 # (version, network, mask) as integers: a batch classifies each of its IPs, and ipaddress's
-# own containment tests and network parsing cost tens of microseconds each.
+# own containment tests and network parsing are slow for that (bench/FIGURES.md).
 _INTERNAL = tuple((block.version, int(block.network_address), int(block.netmask)) for block in INTERNAL)
 _PREFIX_MASK = {4: (1 << 32) - (1 << (32 - IPV4_PREFIX)), 6: (1 << 128) - (1 << (128 - IPV6_PREFIX))}
 

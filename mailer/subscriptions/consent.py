@@ -22,15 +22,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import Table, insert, update
 from sqlalchemy.orm import Session
 
-from mailer.models import ConsentEvent, Subscriber, utcnow
-
-# Actions and channels, as stored.
-SIGNUP, CONFIRM, PREFERENCES, UNSUBSCRIBE, ERASURE, IMPORT, BOUNCE, PURGE = (
-    "signup", "confirm", "preferences", "unsubscribe", "erasure", "import", "bounce", "purge",
-)
-COMPLAINT = "complaint"
-FORM, API, ONE_CLICK, LINK, ADMIN, SYSTEM = "form", "api", "one-click", "link", "admin", "system"
-CHANNEL_IMPORT = "import"
+from mailer.models import ConsentAction, ConsentChannel, ConsentEvent, Subscriber, utcnow
 
 
 @dataclass(frozen=True)
@@ -91,8 +83,8 @@ def text_version(text: str, language: str) -> str:
 def record(
     session: Session,
     subscriber: Subscriber,
-    action: str,
-    channel: str,
+    action: ConsentAction,
+    channel: ConsentChannel,
     origin: Origin = NOWHERE,
     *,
     language: str | None = None,
@@ -116,8 +108,8 @@ def record(
 def event(
     subscriber_id: int | None,
     email_hash: str,
-    action: str,
-    channel: str,
+    action: ConsentAction,
+    channel: ConsentChannel,
     origin: Origin = NOWHERE,
     *,
     language: str | None = None,

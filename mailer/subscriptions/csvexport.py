@@ -16,8 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from mailer.models import ConsentEvent, Subscriber
-from mailer.subscriptions import consent
+from mailer.models import ConsentAction, ConsentEvent, Subscriber
 
 
 class Writable(Protocol):
@@ -55,7 +54,7 @@ def _time(moment: datetime | None) -> str:
 
 def export_csv(session: Session, handle: Writable) -> int:
     """Write all subscribers as CSV to ``handle``; return how many."""
-    signup_ids, confirm_ids = _latest([consent.SIGNUP, consent.IMPORT]), _latest([consent.CONFIRM])
+    signup_ids, confirm_ids = _latest([ConsentAction.SIGNUP, ConsentAction.IMPORT]), _latest([ConsentAction.CONFIRM])
     signup, confirmation = aliased(ConsentEvent), aliased(ConsentEvent)
     query = (
         select(Subscriber, signup, confirmation)
@@ -86,7 +85,7 @@ def export_csv(session: Session, handle: Writable) -> int:
 
 def _carried(event: ConsentEvent | None) -> dict[str, str]:
     """The consent record an import carried from another export (empty if none)."""
-    if event is None or event.action != consent.IMPORT or not isinstance(event.details, dict):
+    if event is None or event.action != ConsentAction.IMPORT or not isinstance(event.details, dict):
         return {}
     record = event.details.get("consent_record")
     return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else {}

@@ -40,8 +40,15 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from mailer.config import LOCALES
-from mailer.models import ConsentEvent, OutboundMail, Subscriber, SubscriberStatus, utcnow
-from mailer.subscriptions import consent
+from mailer.models import (
+    ConsentAction,
+    ConsentChannel,
+    ConsentEvent,
+    OutboundMail,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from mailer.subscriptions.addresses import AddressError, erased_hash, parse_address
 from mailer.subscriptions.csvexport import CONFIRM_COLUMNS, FORMULA_STARTS, SIGNUP_COLUMNS
 from mailer.subscriptions.mails import ConfirmationTemplate, confirmation_template
@@ -318,8 +325,8 @@ def _insert(
     ids = {email_hash: sid for sid, email_hash in inserted}
     requested = [row for row in batch if row["confirm_requested_at"] is not None]
     connection.execute(insert(events), [
-        {"subscriber_id": ids[row["email_hash"]], "email_hash": row["email_hash"], "action": consent.IMPORT,
-         "channel": consent.CHANNEL_IMPORT, "occurred_at": now, "language": row["language"],
+        {"subscriber_id": ids[row["email_hash"]], "email_hash": row["email_hash"], "action": ConsentAction.IMPORT,
+         "channel": ConsentChannel.IMPORT, "occurred_at": now, "language": row["language"],
          "source_page": source[:1000], "ip": None, "user_agent": None, "consent_text_version": None,
          "details": _details(row, templates is not None)}
         for row in batch

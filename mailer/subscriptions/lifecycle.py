@@ -17,7 +17,17 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from mailer.models import ConsentEvent, Delivery, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
+from mailer.models import (
+    ConsentAction,
+    ConsentChannel,
+    ConsentEvent,
+    Delivery,
+    OutboundMail,
+    QueuedSignup,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import display_address, erased_hash
 from mailer.subscriptions.signup import new_nonce
@@ -50,7 +60,7 @@ def confirm(
     if subscriber.confirm_nonce != nonce:
         return ConfirmResult.STALE
     now = _mark_confirmed(subscriber, now)
-    consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,
+    consent.record(session, subscriber, ConsentAction.CONFIRM, ConsentChannel.LINK, origin, now=now,
                    text_version=_consented_text(session, subscriber), details={"topics": subscriber.topics})
     return ConfirmResult.CONFIRMED
 
@@ -59,7 +69,8 @@ def _consented_text(session: Session, subscriber: Subscriber) -> str | None:
     """The consent text version of the signup a confirmation confirms (its latest signup or import)."""
     return session.scalar(
         select(ConsentEvent.consent_text_version)
-        .where(ConsentEvent.subscriber_id == subscriber.id, ConsentEvent.action.in_([consent.SIGNUP, consent.IMPORT]))
+        .where(ConsentEvent.subscriber_id == subscriber.id,
+               ConsentEvent.action.in_([ConsentAction.SIGNUP, ConsentAction.IMPORT]))
         .order_by(ConsentEvent.id.desc()).limit(1)
     )
 
@@ -87,14 +98,14 @@ def resubscribe(
     if subscriber.status in (SubscriberStatus.CONFIRMED, SubscriberStatus.COMPLAINED) or subscriber.email is None:
         return False
     now = _mark_confirmed(subscriber, now)
-    consent.record(session, subscriber, consent.CONFIRM, consent.LINK, origin, now=now,
+    consent.record(session, subscriber, ConsentAction.CONFIRM, ConsentChannel.LINK, origin, now=now,
                    text_version=_consented_text(session, subscriber),
                    details={"via": "preferences", "topics": subscriber.topics})
     return True
 
 
 def unsubscribe(
-    session: Session, subscriber: Subscriber, channel: str, origin: consent.Origin = consent.NOWHERE,
+    session: Session, subscriber: Subscriber, channel: ConsentChannel, origin: consent.Origin = consent.NOWHERE,
     now: datetime | None = None, reason: str | None = None,
 ) -> bool:
     """Unsubscribe at once; False when there was nothing to do.
@@ -113,7 +124,7 @@ def unsubscribe(
     details: dict[str, Any] = {"previous_status": str(previous)}
     if reason:
         details["reason"] = reason[:500]
-    consent.record(session, subscriber, consent.UNSUBSCRIBE, channel, origin, now=now, details=details)
+    consent.record(session, subscriber, ConsentAction.UNSUBSCRIBE, channel, origin, now=now, details=details)
     return True
 
 
@@ -126,13 +137,13 @@ def update_preferences(
         return False
     before = {"topics": subscriber.topics, "language": subscriber.language}
     subscriber.topics, subscriber.language = topics, language
-    consent.record(session, subscriber, consent.PREFERENCES, consent.LINK, origin, now=now,
+    consent.record(session, subscriber, ConsentAction.PREFERENCES, ConsentChannel.LINK, origin, now=now,
                    details={"before": before, "after": {"topics": topics, "language": language}})
     return True
 
 
 def erase(
-    session: Session, subscriber: Subscriber, channel: str, origin: consent.Origin = consent.NOWHERE,
+    session: Session, subscriber: Subscriber, channel: ConsentChannel, origin: consent.Origin = consent.NOWHERE,
     now: datetime | None = None, secret_key: str | None = None,
 ) -> Subscriber | None:
     """Erase a reader's personal data (GDPR art. 17); the row that stays, or None if already erased.
@@ -186,7 +197,7 @@ def erase(
     session.execute(delete(Subscriber).where(Subscriber.id == old_id), execution_options={"synchronize_session": False})
     session.expunge(subscriber)
     session.connection().execute(consent.INSERT_EVENT, [consent.event(
-        None, kept_hash, consent.ERASURE, channel, now=now)])
+        None, kept_hash, ConsentAction.ERASURE, channel, now=now)])
     return kept
 
 

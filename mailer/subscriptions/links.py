@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from mailer.db import get_session
 from mailer.errors import error_page
 from mailer.i18n import set_language
-from mailer.models import Subscriber, SubscriberStatus
+from mailer.models import ConsentChannel, Subscriber, SubscriberStatus
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import display_address
 from mailer.subscriptions.lifecycle import ConfirmResult, confirm, unsubscribe
@@ -138,7 +138,7 @@ def unsubscribe_action(token: str) -> Page:
         return render_template("pages/unsubscribed.html", already=True)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     session = get_session()
-    changed = unsubscribe(session, found, consent.ONE_CLICK if one_click else consent.LINK,
+    changed = unsubscribe(session, found, ConsentChannel.ONE_CLICK if one_click else ConsentChannel.LINK,
                           consent.Origin.of(request))
     session.commit()
     return render_template("pages/unsubscribed.html", already=not changed)

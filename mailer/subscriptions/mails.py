@@ -12,8 +12,8 @@ here, so the mail says they are on the list, and that their address is
 deleted unless they confirm.
 
 As for the digest, the templates are rendered once per language with
-placeholders, then filled per reader with a string replace: a signup pays
-microseconds, not a Jinja render with a dozen translations.
+placeholders, then filled per reader with a string replace: a signup pays a
+replace, not a Jinja render with a dozen translations.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from markupsafe import escape
 
-from mailer.models import MAIL_CONFIRM, MAIL_DATA_LINK, MAIL_IMPORT_CONFIRM, Subscriber, utcnow
+from mailer.models import MailKind, Subscriber, utcnow
 from mailer.subscriptions.addresses import display_address
 from mailer.tokens import CONFIRM_MAX_AGE, confirm_token, data_token
 
-KIND = MAIL_CONFIRM
 CACHE = "mailer.subscriptions.confirm_mail"
 # Placeholders: plain alphanumerics, left alone by escaping and by templates.
 TOKEN_SLOT = "x0CONFIRMTOKEN0x"  # noqa: S105 - a placeholder, not a secret
@@ -47,7 +46,7 @@ class ConfirmationTemplate:
     html: str
     text: str
     to_address: str = ""
-    kind: str = KIND  # OutboundMail.kind
+    kind: MailKind = MailKind.CONFIRM
 
     def for_address(self, email: str) -> ConfirmationTemplate:
         """The mail with the reader's address filled in (the token still to come)."""
@@ -112,7 +111,7 @@ def _render(config: Mapping[str, Any], language: str, imported: bool) -> Confirm
         html = render_template("email/confirm.html", subject=subject, **context)
         text = render_template("email/confirm.txt", subject=subject, **context)
     return ConfirmationTemplate(language=language, subject=subject, html=html, text=text,
-                                kind=MAIL_IMPORT_CONFIRM if imported else MAIL_CONFIRM)
+                                kind=MailKind.IMPORT_CONFIRM if imported else MailKind.CONFIRM)
 
 
 def data_link_mail(config: Mapping[str, Any], subscriber: Subscriber) -> dict[str, Any]:
@@ -136,7 +135,7 @@ def data_link_mail(config: Mapping[str, Any], subscriber: Subscriber) -> dict[st
         subject = str(_("Your data at %(site)s", site=config["SITE_NAME"]))
         html = render_template("email/data_link.html", subject=subject, **context)
         text = render_template("email/data_link.txt", subject=subject, **context)
-    return {"subscriber_id": subscriber.id, "kind": MAIL_DATA_LINK, "to_address": subscriber.email,
+    return {"subscriber_id": subscriber.id, "kind": MailKind.DATA_LINK, "to_address": subscriber.email,
             "subject": subject, "html": html, "text": text, "created_at": utcnow(), "attempts": 0}
 
 

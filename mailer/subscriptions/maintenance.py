@@ -14,7 +14,16 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from mailer.models import ConsentEvent, Delivery, OutboundMail, Subscriber, SubscriberStatus, utcnow
+from mailer.models import (
+    ConsentAction,
+    ConsentChannel,
+    ConsentEvent,
+    Delivery,
+    OutboundMail,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import erased_hash
 from mailer.subscriptions.signup import new_nonce
@@ -45,7 +54,7 @@ def purge_unconfirmed(session: Session, config: Mapping[str, Any], now: datetime
     events = [
         {"subscriber_id": None if status is SubscriberStatus.PENDING else sid,
          "email_hash": keyed.get(sid, email_hash),
-         "action": consent.PURGE, "channel": consent.SYSTEM, "occurred_at": now, "details": {}}
+         "action": ConsentAction.PURGE, "channel": ConsentChannel.SYSTEM, "occurred_at": now, "details": {}}
         for sid, email_hash, status in rows
     ]
     for sid, email_hash, _status in (row for row in rows if row[0] in keyed):
@@ -122,8 +131,8 @@ def suppress_bounced(session: Session) -> int:
             execution_options={"synchronize_session": False},
         )
     session.execute(insert(ConsentEvent), [
-        {"subscriber_id": sid, "email_hash": email_hash, "action": consent.BOUNCE, "channel": consent.SYSTEM,
-         "language": language, "details": {}}
+        {"subscriber_id": sid, "email_hash": email_hash, "action": ConsentAction.BOUNCE,
+         "channel": ConsentChannel.SYSTEM, "language": language, "details": {}}
         for sid, email_hash, language in rows
     ])
     log.info("suppressed %d bounced addresses", len(rows))
@@ -160,8 +169,8 @@ def suppress_complained(session: Session) -> int:
         execution_options={"synchronize_session": False},
     )
     session.execute(insert(ConsentEvent), [
-        {"subscriber_id": row.id, "email_hash": row.email_hash, "action": consent.COMPLAINT,
-         "channel": consent.SYSTEM, "language": row.language, "occurred_at": now,
+        {"subscriber_id": row.id, "email_hash": row.email_hash, "action": ConsentAction.COMPLAINT,
+         "channel": ConsentChannel.SYSTEM, "language": row.language, "occurred_at": now,
          "details": {"previous_status": str(SubscriberStatus(row.status))}}
         for row in rows
     ])

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from mailer.db import get_session
 from mailer.errors import error_page
-from mailer.models import Subscriber
+from mailer.models import ConsentAction, ConsentChannel, Subscriber
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import display_address
 from mailer.subscriptions.lifecycle import erase, personal_data
@@ -28,15 +28,16 @@ from mailer.tokens import BadToken, read_data_token
 
 # The consent record in words a reader understands (the download keeps the stored codes).
 ACTIONS = {
-    consent.SIGNUP: _l("Asked to subscribe"), consent.CONFIRM: _l("Confirmed the subscription"),
-    consent.PREFERENCES: _l("Changed preferences"), consent.UNSUBSCRIBE: _l("Left the newsletter"),
-    consent.IMPORT: _l("Added by an import"),
-    consent.BOUNCE: _l("Mail to the address bounced"), consent.PURGE: _l("Unconfirmed signup withdrawn"),
+    ConsentAction.SIGNUP: _l("Asked to subscribe"), ConsentAction.CONFIRM: _l("Confirmed the subscription"),
+    ConsentAction.PREFERENCES: _l("Changed preferences"), ConsentAction.UNSUBSCRIBE: _l("Left the newsletter"),
+    ConsentAction.IMPORT: _l("Added by an import"),
+    ConsentAction.BOUNCE: _l("Mail to the address bounced"), ConsentAction.PURGE: _l("Unconfirmed signup withdrawn"),
 }
 CHANNELS = {
-    consent.FORM: _l("signup form"), consent.API: _l("signup box on the site"),
-    consent.ONE_CLICK: _l("one click in the mail program"), consent.LINK: _l("link in one of our mails"),
-    consent.ADMIN: _l("by our staff"), consent.CHANNEL_IMPORT: _l("import"), consent.SYSTEM: _l("automatically"),
+    ConsentChannel.FORM: _l("signup form"), ConsentChannel.API: _l("signup box on the site"),
+    ConsentChannel.ONE_CLICK: _l("one click in the mail program"), ConsentChannel.LINK: _l("link in one of our mails"),
+    ConsentChannel.ADMIN: _l("by our staff"), ConsentChannel.IMPORT: _l("import"),
+    ConsentChannel.SYSTEM: _l("automatically"),
 }
 
 
@@ -96,7 +97,7 @@ def personal_data_action(token: str) -> Page:
         if request.form.get("confirm_erase") != "yes":
             return _page(subscriber, _("Tick the box to confirm that everything should be deleted."), 400)
         session = get_session()
-        erase(session, subscriber, consent.LINK, consent.Origin.of(request))
+        erase(session, subscriber, ConsentChannel.LINK, consent.Origin.of(request))
         session.commit()
         return render_template("pages/unsubscribed.html", erased=True)
     return error_page(400, _("Unknown request"), _("Please use the buttons on this page."))

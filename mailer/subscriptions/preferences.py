@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from mailer.db import get_session
 from mailer.errors import error_page
 from mailer.i18n import set_language
-from mailer.models import OutboundMail, Subscriber, SubscriberStatus
+from mailer.models import ConsentChannel, OutboundMail, Subscriber, SubscriberStatus
 from mailer.ratelimit import rate_limits
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.addresses import display_address
@@ -87,7 +87,7 @@ def preferences_action(token: str) -> Page:
             "We have sent a link to %(address)s. Open it within %(minutes)d minutes to see, download or delete "
             "your data.", address=display_address(subscriber.email or ""), minutes=minutes))
     if action == "unsubscribe":
-        unsubscribe(session, subscriber, consent.LINK, origin)
+        unsubscribe(session, subscriber, ConsentChannel.LINK, origin)
         session.commit()
         return render_template("pages/unsubscribed.html", already=False, preferences_url=request.path)
     if action == "resubscribe":

@@ -50,7 +50,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mailer.db import get_engine
 from mailer.locks import advisory_key
-from mailer.models import MAIL_CONFIRM, QueuedSignup, Subscriber, SubscriberStatus, utcnow
+from mailer.models import ConsentAction, MailKind, QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import consent
 from mailer.subscriptions.addresses import Address, erased_hash
 from mailer.subscriptions.budget import OUTBOX, Allowance, Budget, Refusal, Source, read_budget, source_of
@@ -88,7 +88,7 @@ RELEASE = delete(QUEUE).where(QUEUE.c.id.in_(bindparam("ids", expanding=True)),
                               QUEUE.c.claimed_by == bindparam("token"))
 # A confirmation to the subscriber that the hourly cap held back is still in the outbox, untried.
 WAITING = select(OUTBOX.c.id).where(
-    OUTBOX.c.subscriber_id == SUBSCRIBERS.c.id, OUTBOX.c.kind == MAIL_CONFIRM, OUTBOX.c.sent_at.is_(None),
+    OUTBOX.c.subscriber_id == SUBSCRIBERS.c.id, OUTBOX.c.kind == MailKind.CONFIRM, OUTBOX.c.sent_at.is_(None),
     OUTBOX.c.attempts == 0, OUTBOX.c.not_before > OUTBOX.c.created_at,
 ).exists()
 READ_SUBSCRIBERS = select(
@@ -124,7 +124,7 @@ class SignupRequest:
     address: Address
     topics: str  # normalised (mailer.topics.normalise_topics)
     language: str
-    channel: str  # consent.FORM or consent.API
+    channel: str  # ConsentChannel.FORM or ConsentChannel.API
     consent_text: str
     origin: consent.Origin = consent.NOWHERE
 
@@ -286,7 +286,7 @@ def _signup_event(row: Row[Any], outcome: Outcome) -> dict[str, Any]:
     """The consent event of a signup request, whatever its outcome."""
     origin = consent.Origin(ip=row.ip, user_agent=row.user_agent, source_page=row.source_page)
     return consent.event(
-        None, row.email_hash, consent.SIGNUP, row.channel, origin,
+        None, row.email_hash, ConsentAction.SIGNUP, row.channel, origin,
         language=row.language,
         text_version=consent.text_version(row.consent_text, row.language),
         details={"outcome": str(outcome), "topics": row.topics, "consent_text": row.consent_text},

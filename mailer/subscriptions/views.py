@@ -22,6 +22,7 @@ from mailer.config import LOCALES
 from mailer.db import get_engine
 from mailer.errors import error_page
 from mailer.i18n import set_language, with_language
+from mailer.models import ConsentChannel
 from mailer.security import csrf
 from mailer.subscriptions import bp, consent
 from mailer.subscriptions.forms import SignupForm, form_age, form_timestamp
@@ -109,7 +110,7 @@ def subscribe() -> Response | tuple[str, int]:
         address=form.address,
         topics=normalise_topics(current_app.config["TOPICS"], form.topics.data or []),
         language=language,
-        channel=consent.FORM,
+        channel=ConsentChannel.FORM,
         consent_text=consent.consent_text(current_app.config["SITE_NAME"], language),
         origin=consent.Origin.of(request),
     ))

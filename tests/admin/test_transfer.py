@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.admin.streaming import CHUNK, stream_writes
-from mailer.models import MAIL_IMPORT_CONFIRM, ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
+from mailer.models import ConsentEvent, MailKind, OutboundMail, Subscriber, SubscriberStatus
 from tests.admin import seed
 from tests.admin.conftest import add_admin, csrf_token, log_in
 from tests.subscriptions.conftest import delivered
@@ -78,7 +78,7 @@ def test_import_with_confirmation_requests(admin_client, session, smtp_server):
     assert response.status_code == 200
     assert "Imported 2" in html and "2 confirmation requests queued" in html
     assert 'id="import-confirmations"' in html
-    requests = session.scalars(select(OutboundMail).where(OutboundMail.kind == MAIL_IMPORT_CONFIRM)).all()
+    requests = session.scalars(select(OutboundMail).where(OutboundMail.kind == MailKind.IMPORT_CONFIRM)).all()
     assert sorted(m.to_address for m in requests) == ["new@example.org", "nuovo@example.it"]
     # The web app's own outbox thread sends them at once.
     [received] = delivered(smtp_server, "nuovo@example.it")
@@ -106,7 +106,7 @@ def test_import_with_confirmation_requests_and_csrf_on(make_app, session):
     response = _upload(client, b"email\nuno@example.it\n", send_confirmation=True, csrf=token)
     assert response.status_code == 200
     assert "1 confirmation request queued" in response.get_data(as_text=True)
-    assert session.scalar(select(OutboundMail.to_address).where(OutboundMail.kind == MAIL_IMPORT_CONFIRM)) \
+    assert session.scalar(select(OutboundMail.to_address).where(OutboundMail.kind == MailKind.IMPORT_CONFIRM)) \
         == "uno@example.it"
 
 

@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from mailer.delivery import deliver, send_outbox
-from mailer.delivery.dkim import DkimError, DkimSigner
+from mailer.dkim import DkimError, DkimSigner
 from mailer.models import OutboundMail, utcnow
 from tests.delivery.factory import make_digest
 from tests.smtp_sink import SmtpSink

@@ -11,17 +11,21 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailer.delivery.encoding import SLOT_WIDTH, choose_encoding, encode, split_slots
+import config.defaults
 from mailer.delivery.message import (
     DATE,
     MESSAGE_ID,
     PREFERENCES,
+    SLOT_WIDTH,
     TO,
     UNSUBSCRIBE,
     MailSettings,
     Template,
+    choose_encoding,
     digest_template,
+    encode,
     header,
+    split_slots,
 )
 from tests.delivery.factory import HTML, TEXT
 
@@ -125,16 +129,20 @@ def test_dots_at_line_starts_are_stuffed_once_on_the_wire() -> None:
     assert _unstuff(wire) == plain
 
 
+# The settings of config/defaults.py, which every app starts from.
+DEFAULTS = {name: value for name, value in vars(config.defaults).items() if name.isupper()}
+
+
 def test_the_list_id_defaults_to_the_site_under_the_from_domain() -> None:
-    settings = MailSettings.from_config({"FROM": "Notizie <newsletter@città.it>", "BASE_URL": "https://n.it",
+    settings = MailSettings.from_config(DEFAULTS | {"FROM": "Notizie <newsletter@città.it>", "BASE_URL": "https://n.it",
                                          "SITE_NAME": 'Notizie "Tech", Roma', "LIST_ID": None})
     assert settings.list_id == '"Notizie \\"Tech\\", Roma" <digest.xn--citt-3na.it>'
     message = parse(header("List-Id", settings.list_id) + b"\r\n")
     assert message["List-Id"].endswith("<digest.xn--citt-3na.it>")
-    assert MailSettings.from_config({"FROM": "a@example.it", "BASE_URL": "https://n.it",
+    assert MailSettings.from_config(DEFAULTS | {"FROM": "a@example.it", "BASE_URL": "https://n.it",
                                      "LIST_ID": "News <news.example.it>"}).list_id == "News <news.example.it>"
     # A name that is not ASCII: encoded-words, never inside quotes (RFC 2047, 5), and it parses back.
-    italian = MailSettings.from_config({"FROM": "a@example.it", "BASE_URL": "https://n.it",
+    italian = MailSettings.from_config(DEFAULTS | {"FROM": "a@example.it", "BASE_URL": "https://n.it",
                                         "SITE_NAME": 'Notizie "Più", Roma', "LIST_ID": None}).list_id
     folded = header("List-Id", italian)
     assert b'"' not in folded and b"=?utf-8?" in folded

@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from mailer.delivery import outbox, send_outbox
 from mailer.delivery.outbox import EXTENSION, GIVE_UP_ATTEMPTS, OutboxWorker
-from mailer.models import MAIL_CONFIRM, MAIL_IMPORT_CONFIRM, OutboundMail, utcnow
+from mailer.models import MailKind, OutboundMail, utcnow
 from tests.smtp_sink import SmtpSink
 
 
 def add_mail(session: Session, to: str = "reader@example.org", subject: str = "Conferma l'iscrizione – Notizie",
-             kind: str = MAIL_CONFIRM) -> int:
+             kind: str = MailKind.CONFIRM) -> int:
     row = OutboundMail(kind=kind, to_address=to, subject=subject,
                        html="<p>Conferma: <a href=\"http://newsletter.test/confirm/abc\">qui</a> — àè</p>",
                        text="Conferma: http://newsletter.test/confirm/abc — àè\n.\n", created_at=utcnow())
@@ -234,7 +234,7 @@ def test_a_thread_that_outlives_stop_still_ends_and_sends_nothing(
 def test_a_signups_mail_goes_before_an_imports_bulk(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
     """An import queues thousands of requests at once: a reader who signs up meanwhile does not wait for them."""
     for n in range(3):
-        add_mail(session, to=f"imported{n}@example.org", kind=MAIL_IMPORT_CONFIRM)
+        add_mail(session, to=f"imported{n}@example.org", kind=MailKind.IMPORT_CONFIRM)
     add_mail(session, to="signup@example.org")
     assert send_outbox(app, limit=2) == 4
     assert [m.rcpt_tos[0] for m in smtp_server.wait_for(4)] == [
@@ -255,7 +255,7 @@ def test_send_rate_paces_the_outbox(make_app, session: Session, smtp_server: Smt
     monkeypatch.setattr(outbox, "TokenBucket", Bucket)
     app = make_app(SEND_RATE=5)
     for n in range(3):
-        add_mail(session, to=f"reader{n}@example.org", kind=MAIL_IMPORT_CONFIRM)
+        add_mail(session, to=f"reader{n}@example.org", kind=MailKind.IMPORT_CONFIRM)
     assert send_outbox(app) == 3
     assert taken == [5.0, 5.0, 5.0]
 
@@ -263,7 +263,7 @@ def test_send_rate_paces_the_outbox(make_app, session: Session, smtp_server: Smt
 def test_stop_ends_a_pass_between_two_mails(app: Flask, session: Session, smtp_server: SmtpSink) -> None:
     """The scheduler's outbox job passes its stop flag: SIGTERM does not wait for an import's thousands."""
     for n in range(3):
-        add_mail(session, to=f"reader{n}@example.org", kind=MAIL_IMPORT_CONFIRM)
+        add_mail(session, to=f"reader{n}@example.org", kind=MailKind.IMPORT_CONFIRM)
     stop = threading.Event()
     stop.set()
     assert send_outbox(app, stop=stop) == 0

@@ -10,8 +10,8 @@ from mailer.delivery.faults import SendOutcome, classify, next_attempt
 from mailer.delivery.personalise import envelope_address
 from mailer.delivery.report import DeliveryReport, Progress, duration
 from mailer.delivery.senders import TokenBucket
-from mailer.delivery.smtp import SmtpSettings, parse_smtp_url
 from mailer.delivery.transport import ABANDONED, Reply
+from mailer.smtpurl import SmtpSettings, parse_smtp_url
 
 
 @pytest.mark.parametrize(("url", "expected"), [

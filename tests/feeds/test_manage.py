@@ -143,7 +143,7 @@ def test_the_admins_disable_outlives_the_list(session):
 def test_the_admin_may_enable_a_feed_that_left_the_list(session):
     [a] = sync_configured_feeds(session, ["https://a.example/rss"])
     sync_configured_feeds(session, ["https://c.example/rss"])
-    set_feed_enabled(session, a.id, True, {})
+    set_feed_enabled(session, a.id, True, {"FIRST_FETCH_DAYS": 7})
     sync_configured_feeds(session, ["https://c.example/rss"])
     assert _feed(session, a.url).enabled is True  # the list disabled it once; the admin's choice stands
 

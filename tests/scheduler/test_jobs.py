@@ -20,6 +20,7 @@ from mailer.models import (
     Delivery,
     DeliveryStatus,
     Digest,
+    JobOutcome,
     JobRun,
     OutboundMail,
     Subscriber,
@@ -46,14 +47,14 @@ def test_the_digest_job_polls_composes_sends_and_records_its_slot(
     app.config.update(FEEDS=[feed_server.add("/feed.xml", rss(3))], DIGEST_SCHEDULE=f"{slot.minute} {slot.hour} * * *")
     add_readers(session, ["anna@example.it", "bruno@example.it"])
 
-    assert run_job(app, job("digest"), threading.Event()) == "ok"
+    assert run_job(app, job("digest"), threading.Event()) is JobOutcome.OK
 
     assert sorted(r for m in smtp_server.messages for r in m.rcpt_tos) == ["anna@example.it", "bruno@example.it"]
     assert "Notizia 1" in smtp_server.messages[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert digests(session) == 1
     run = session.get(JobRun, "digest")
     assert run is not None
-    assert run.outcome == "ok"
+    assert run.outcome is JobOutcome.OK
     # The run covered the slot an hour ago (stored in UTC): a restart will not repeat it.
     assert run.last_fire_at == slot.astimezone(UTC).replace(tzinfo=None)
 
@@ -67,12 +68,12 @@ def test_the_digest_job_skips_while_another_scheduler_holds_the_lock(
     try:
         with job_lock(other, "send") as held:
             assert held
-            assert run_job(app, job("digest"), threading.Event()) == "skipped"
+            assert run_job(app, job("digest"), threading.Event()) is JobOutcome.SKIPPED
             assert smtp_server.messages == []
             assert digests(session) == 0
     finally:
         get_engine(other).dispose()
-    assert run_job(app, job("digest"), threading.Event()) == "ok"
+    assert run_job(app, job("digest"), threading.Event()) is JobOutcome.OK
     assert len(smtp_server.messages) == 1
 
 
@@ -100,7 +101,7 @@ def test_two_schedulers_running_the_digest_job_at_once_send_it_once(
             thread.join(30)
     finally:
         get_engine(other).dispose()
-    assert sorted(outcomes) == ["ok", "skipped"]
+    assert sorted(outcomes) == [JobOutcome.OK, JobOutcome.SKIPPED]
     assert digests(session) == 1
     assert sorted(r for m in smtp_server.messages for r in m.rcpt_tos) == emails
 
@@ -111,7 +112,7 @@ def test_a_stopping_scheduler_starts_no_job(app: Flask, session: Session, smtp_s
     add_readers(session, ["anna@example.it"])
     stop = threading.Event()
     stop.set()
-    assert run_job(app, job("digest"), stop) == "stopped"
+    assert run_job(app, job("digest"), stop) is JobOutcome.STOPPED
     assert smtp_server.messages == []
     assert feed_server.requests == []
 
@@ -123,7 +124,7 @@ def test_hard_bounces_are_suppressed_after_the_digest_job(
     add_readers(session, ["anna@example.it", "ghost@example.it"])
     smtp_server.reply_to_rcpt("ghost@example.it", "550 5.1.1 No such user")
 
-    assert run_job(app, job("digest"), threading.Event()) == "ok"
+    assert run_job(app, job("digest"), threading.Event()) is JobOutcome.OK
 
     session.expire_all()
     rows = session.execute(select(Subscriber.email, Subscriber.status)).tuples().all()
@@ -137,18 +138,18 @@ def test_the_deliveries_job_retries_deferred_deliveries(
     app.config.update(FEEDS=[feed_server.add("/feed.xml", rss(2))], DELIVERY_BACKOFF_SECONDS=3600)
     add_readers(session, ["anna@example.it"])
     smtp_server.reply_to_data("451 4.3.0 Try again later")
-    assert run_job(app, job("digest"), threading.Event()) == "ok"
+    assert run_job(app, job("digest"), threading.Event()) is JobOutcome.OK
     assert smtp_server.messages == []
     session.expire_all()
     assert session.scalar(select(Delivery.status)) == DeliveryStatus.DEFERRED
 
     # Not due yet: the job leaves it alone.
-    assert run_job(app, job("deliveries"), threading.Event()) == "ok"
+    assert run_job(app, job("deliveries"), threading.Event()) is JobOutcome.OK
     assert smtp_server.messages == []
     # Due now (an hour later): the job sends it.
     session.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
     session.commit()
-    assert run_job(app, job("deliveries"), threading.Event()) == "ok"
+    assert run_job(app, job("deliveries"), threading.Event()) is JobOutcome.OK
     assert [m.rcpt_tos for m in smtp_server.messages] == [["anna@example.it"]]
     session.expire_all()
     assert session.scalar(select(Delivery.status)) == DeliveryStatus.SENT
@@ -180,7 +181,7 @@ def test_the_purge_job_drops_stale_unconfirmed_signups(app: Flask, session: Sess
                    topics="", confirm_nonce="n2", confirm_requested_at=utcnow()),
     ])
     session.commit()
-    assert run_job(app, job("purge"), threading.Event()) == "ok"
+    assert run_job(app, job("purge"), threading.Event()) is JobOutcome.OK
     session.expire_all()
     assert session.scalars(select(Subscriber.email)).all() == ["new@example.it"]
     assert session.scalar(select(func.count()).select_from(ConsentEvent).where(ConsentEvent.action == "purge")) == 1
@@ -216,7 +217,7 @@ def test_the_outbox_job_sends_what_the_web_app_left_behind(app: Flask, session: 
     session.add(OutboundMail(kind="confirm", to_address="anna@example.it", subject="Conferma",
                              html="<p>Conferma</p>", text="Conferma"))
     session.commit()
-    assert run_job(app, job("outbox"), threading.Event()) == "ok"
+    assert run_job(app, job("outbox"), threading.Event()) is JobOutcome.OK
     assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["anna@example.it"]]
     session.expire_all()
     assert session.scalar(select(OutboundMail.sent_at)) is not None
@@ -224,7 +225,7 @@ def test_the_outbox_job_sends_what_the_web_app_left_behind(app: Flask, session: 
 
 def test_the_feeds_job_polls_every_feed(app: Flask, session: Session, feed_server: FeedServer) -> None:
     app.config.update(FEEDS=[feed_server.add("/a.xml", rss(2, "Alfa")), feed_server.add("/b.xml", rss(1, "Beta"))])
-    assert run_job(app, job("feeds"), threading.Event()) == "ok"
+    assert run_job(app, job("feeds"), threading.Event()) is JobOutcome.OK
     assert sorted(path for path, _headers in feed_server.requests) == ["/a.xml", "/b.xml"]
 
 
@@ -233,7 +234,7 @@ def test_the_feeds_job_logs_one_line_per_feed(app: Flask, feed_server: FeedServe
     caplog.set_level(logging.INFO, logger="mailer")
     url = feed_server.add("/a.xml", rss(2, "Alfa"))
     app.config.update(FEEDS=[url])
-    assert run_job(app, job("feeds"), threading.Event()) == "ok"
+    assert run_job(app, job("feeds"), threading.Event()) is JobOutcome.OK
     about = [r for r in caplog.records if url in r.getMessage()]
     assert [(r.name, r.levelno, r.getMessage()) for r in about] == [
         ("mailer.scheduler", logging.INFO, f"ok     {url}: 2 new, 0 updated"),
@@ -251,12 +252,12 @@ def test_a_deliveries_run_skips_while_another_process_sends_from_the_sqlite_file
     app.config.update(FEEDS=[feed_server.add("/feed.xml", rss(1))])
     add_readers(session, ["anna@example.it"])
     with exclusive_sender(app.config["DATABASE_URL"]):
-        assert run_job(app, job("digest"), threading.Event()) == "skipped"
-        assert run_job(app, job("deliveries"), threading.Event()) == "skipped"
+        assert run_job(app, job("digest"), threading.Event()) is JobOutcome.SKIPPED
+        assert run_job(app, job("deliveries"), threading.Event()) is JobOutcome.SKIPPED
     assert smtp_server.messages == []
     # Its slot stays open: the catch-up check runs the digest job again.
     assert session.get(JobRun, "digest") is None
-    assert run_job(app, job("digest"), threading.Event()) == "ok"
+    assert run_job(app, job("digest"), threading.Event()) is JobOutcome.OK
     assert [m.rcpt_tos for m in smtp_server.messages] == [["anna@example.it"]]
 
 

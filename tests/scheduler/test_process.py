@@ -57,6 +57,19 @@ def start_scheduler(app: Flask, tmp_path: Path) -> Iterator[object]:
             process.wait()
 
 
+def wait_for_finished_run(session: Session, job: str, timeout: float) -> None:
+    """Wait until ``job_runs`` records a finished run of ``job`` (another process writes it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.expire_all()
+        run = session.get(JobRun, job)
+        if run is not None and run.finished_at is not None:
+            return
+        session.rollback()  # a fresh snapshot for the next look
+        time.sleep(0.05)
+    raise AssertionError(f"no finished {job} run within {timeout} s")
+
+
 def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
     """SIGTERM, then the exit status and everything it printed."""
     process.send_signal(signal.SIGTERM)
@@ -75,7 +88,9 @@ def test_the_scheduler_process_sends_a_missed_digest_once_and_stops_on_sigterm(
     process = start_scheduler(MAILER_DIGEST_SCHEDULE=schedule, MAILER_FEEDS=feed_server.add("/feed.xml", rss(2)))
 
     smtp_server.wait_for(3, timeout=30)
-    time.sleep(1.5)  # room for a second, wrong, send
+    # Wait for the run to be recorded as finished, then stop: SIGTERM lets a job
+    # already started finish, so a second, wrong, run would show in the output.
+    wait_for_finished_run(session, "digest", timeout=30)
     status, output = stop(process)
 
     assert status == 0, output
@@ -83,6 +98,7 @@ def test_the_scheduler_process_sends_a_missed_digest_once_and_stops_on_sigterm(
         "anna@example.it", "bruno@example.it", "carla@example.it",
     ]
     assert "digest job missed its slot" in output
+    assert output.count("digest job started") == 1, output
     assert "SIGTERM received" in output
     assert "scheduler stopped" in output
     assert "Traceback" not in output

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_SUBMITTED, JobEvent, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
 from mailer.db import get_engine, make_engine
-from mailer.models import Digest, JobRun
+from mailer.models import Digest, JobOutcome, JobRun
 from mailer.runner import Job, build_scheduler, missed_jobs, run_job
 from mailer.scheduler import JOBS, new_scheduler
 from tests.http_server import FeedServer
@@ -97,19 +96,26 @@ def test_a_running_scheduler_catches_up_a_missed_digest_once(
     stop = threading.Event()
     scheduler = build_scheduler(app, new_scheduler(app, BackgroundScheduler), JOBS, stop)
     runs: list[JobExecutionEvent] = []
-    scheduler.add_listener(lambda e: runs.append(e) if e.job_id == "digest" else None, EVENT_JOB_EXECUTED)
+    submitted: list[JobEvent] = []
+    first_run = threading.Event()
+
+    def executed(event: JobExecutionEvent) -> None:
+        if event.job_id == "digest":
+            runs.append(event)
+            first_run.set()
+
+    scheduler.add_listener(executed, EVENT_JOB_EXECUTED)
+    scheduler.add_listener(lambda e: submitted.append(e) if e.job_id == "digest" else None, EVENT_JOB_SUBMITTED)
     scheduler.start()
     try:
         smtp_server.wait_for(2)
-        deadline = time.monotonic() + 5
-        while not runs and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.5)  # room for a second, wrong, run
+        assert first_run.wait(5), "the digest run did not finish"
     finally:
         stop.set()
-        scheduler.shutdown(wait=True)
+        scheduler.shutdown(wait=True)  # a second, wrong, run already submitted runs to its end first
+    assert len(submitted) == 1
     assert len(runs) == 1
-    assert runs[0].retval == "ok"
+    assert runs[0].retval is JobOutcome.OK
     assert len(smtp_server.messages) == 2
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(Digest)) == 1

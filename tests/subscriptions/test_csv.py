@@ -12,7 +12,7 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from mailer.models import ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
+from mailer.models import ConsentChannel, ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
 from mailer.subscriptions import CsvError, erase, export_csv, import_csv, unsubscribe
 from mailer.subscriptions.addresses import email_hash, erased_hash
 from tests.subscriptions.conftest import confirm_path, events, mails, subscribe, subscriber
@@ -71,9 +71,9 @@ def test_import_skips_known_and_suppressed(app: Flask, client, session: Session)
         subscribe(client, app, address)
     for mail in mails(session):
         client.post(confirm_path(mail))
-    unsubscribe(session, subscriber(session, "gone@example.it"), "admin")
+    unsubscribe(session, subscriber(session, "gone@example.it"), ConsentChannel.ADMIN)
     with app.app_context():
-        erase(session, subscriber(session, "erased@example.it"), "admin")
+        erase(session, subscriber(session, "erased@example.it"), ConsentChannel.ADMIN)
     subscriber(session, "bounced@example.it").status = SubscriberStatus.BOUNCED
     session.commit()
     report = run_import(app, session, "email\npending@example.it\ngone@example.it\nerased@example.it\n"
@@ -113,7 +113,7 @@ def test_export_has_status_and_consent_record(app: Flask, client, session: Sessi
     run_import(app, session, "email\nbruno@example.it\n")
     subscribe(client, app, "carla@example.it")
     with app.app_context():
-        erase(session, subscriber(session, "carla@example.it"), "admin")
+        erase(session, subscriber(session, "carla@example.it"), ConsentChannel.ADMIN)
     session.commit()
     out = io.StringIO()
     assert export_csv(session, out) == 3
@@ -135,9 +135,9 @@ def test_export_then_import_keeps_opt_outs(app: Flask, client, session: Session,
         subscribe(client, app, address)
     for mail in mails(session):
         client.post(confirm_path(mail))
-    unsubscribe(session, subscriber(session, "bruno@example.it"), "admin")
+    unsubscribe(session, subscriber(session, "bruno@example.it"), ConsentChannel.ADMIN)
     with app.app_context():
-        erase(session, subscriber(session, "carla@example.it"), "admin")
+        erase(session, subscriber(session, "carla@example.it"), ConsentChannel.ADMIN)
     session.commit()
     out = io.StringIO()
     export_csv(session, out)
@@ -164,7 +164,7 @@ def test_a_round_trip_keeps_each_status_and_the_proof_of_consent(
     subscribe(client, app, "bruno@example.it")  # never confirmed
     subscribe(client, app, "carla@example.it")
     client.post(confirm_path(mails(session, "carla@example.it")[0]))
-    unsubscribe(session, subscriber(session, "carla@example.it"), "admin")  # confirmed, then left
+    unsubscribe(session, subscriber(session, "carla@example.it"), ConsentChannel.ADMIN)  # confirmed, then left
     session.commit()
     first = io.StringIO()
     export_csv(session, first)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer.delivery import send_outbox
-from mailer.models import MAIL_IMPORT_CONFIRM, OutboundMail, Subscriber, SubscriberStatus, utcnow
+from mailer.models import ConsentChannel, MailKind, OutboundMail, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import import_csv, purge_unconfirmed, unsubscribe
 from mailer.subscriptions.addresses import email_hash
 from tests.smtp_sink import SmtpSink
@@ -47,7 +47,7 @@ LIST = (
 
 def import_requests(session: Session) -> list[OutboundMail]:
     """The confirmation requests queued by imports, oldest first."""
-    return [mail for mail in mails(session) if mail.kind == MAIL_IMPORT_CONFIRM]
+    return [mail for mail in mails(session) if mail.kind == MailKind.IMPORT_CONFIRM]
 
 
 def write_list(tmp_path: Path, text: str = LIST) -> Path:
@@ -69,7 +69,7 @@ def test_cli_queues_one_request_per_new_pending_reader(
     subscribe(client, app, "known@example.it")
     subscribe(client, app, "gone@example.it")
     client.post(confirm_path(mails(session, "gone@example.it")[0]))
-    unsubscribe(session, subscriber(session, "gone@example.it"), "admin")
+    unsubscribe(session, subscriber(session, "gone@example.it"), ConsentChannel.ADMIN)
     session.commit()
     signup_mails = len(mails(session))
     result = runner.invoke(args=["subscribers", "import", str(write_list(tmp_path)), "--send-confirmation"])

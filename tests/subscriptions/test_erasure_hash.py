@@ -13,7 +13,7 @@ from sqlalchemy import Table, create_engine, insert, select
 from sqlalchemy.orm import Session
 
 from mailer import migrate
-from mailer.models import ConsentEvent, Subscriber, utcnow
+from mailer.models import ConsentChannel, ConsentEvent, Subscriber, utcnow
 from mailer.subscriptions import erase, purge_unconfirmed
 from mailer.subscriptions.addresses import erased_hash
 from tests.subscriptions.conftest import confirm_path, mails, subscribe, subscriber
@@ -29,7 +29,7 @@ def test_the_kept_hash_is_keyed(app: Flask, client: FlaskClient, session: Sessio
     subscribe(client, app, ADDRESS)
     client.post(confirm_path(mails(session)[0]))
     with app.app_context():
-        kept = erase(session, subscriber(session, ADDRESS), "admin")
+        kept = erase(session, subscriber(session, ADDRESS), ConsentChannel.ADMIN)
     session.commit()
     assert kept is not None
     stored = {*session.scalars(select(Subscriber.email_hash)), *session.scalars(select(ConsentEvent.email_hash))}
@@ -44,7 +44,7 @@ def test_an_erased_address_is_still_recognised(app: Flask, client: FlaskClient, 
     subscribe(client, app, ADDRESS)
     client.post(confirm_path(mails(session)[0]))
     with app.app_context():
-        kept = erase(session, subscriber(session, ADDRESS), "admin")
+        kept = erase(session, subscriber(session, ADDRESS), ConsentChannel.ADMIN)
         assert kept is not None
         kept_id = kept.id
     session.commit()
@@ -87,7 +87,7 @@ def test_a_withdrawn_signup_of_an_erased_address_leaves_no_plain_hash(app: Flask
     subscribe(client, app, ADDRESS)
     client.post(confirm_path(mails(session)[0]))
     with app.app_context():
-        erase(session, subscriber(session, ADDRESS), "admin")
+        erase(session, subscriber(session, ADDRESS), ConsentChannel.ADMIN)
     session.commit()
     subscribe(client, app, ADDRESS)
     assert purge_unconfirmed(session, app.config, utcnow() + timedelta(days=30)) == 1

@@ -12,10 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer.db import get_engine
-from mailer.models import ConsentEvent, Subscriber, utcnow
+from mailer.models import ConsentChannel, ConsentEvent, Subscriber, utcnow
 from mailer.subscriptions import signup
 from mailer.subscriptions.addresses import parse_address
-from mailer.subscriptions.consent import FORM
 from mailer.subscriptions.signup import Outcome, SignupRequest, apply_queue, claim_batch, enqueue
 from mailer.tokens import read_confirm_token
 from tests.subscriptions.conftest import confirm_path, events, mails, signup_at, subscribe, subscriber
@@ -24,7 +23,7 @@ from tests.subscriptions.conftest import confirm_path, events, mails, signup_at,
 def request_for(app: Flask, email: str) -> SignupRequest:
     with app.test_request_context():
         address = parse_address(email)
-    return SignupRequest(address=address, topics="", language="en", channel=FORM, consent_text="I agree")
+    return SignupRequest(address=address, topics="", language="en", channel=ConsentChannel.FORM, consent_text="I agree")
 
 
 MINUTES = (0, 1, 5, 9, 11, 15, 25, 40, 300, 1000, 1439, 1441)
@@ -202,7 +201,7 @@ def test_an_import_being_written_does_not_spend_the_signups_hourly_budget(make_a
 
     from sqlalchemy import Table, insert
 
-    from mailer.models import MAIL_CONFIRM, MAIL_IMPORT_CONFIRM, OutboundMail, utcnow
+    from mailer.models import MailKind, OutboundMail, utcnow
     from mailer.subscriptions.budget import read_budget
 
     def hourly_budget(conn: Any, config: Any, now: Any) -> int:
@@ -218,15 +217,15 @@ def test_an_import_being_written_does_not_spend_the_signups_hourly_budget(make_a
     app = make_app(CONFIRM_MAILS_PER_HOUR=100)
     engine = get_engine(app)
     with engine.begin() as conn:
-        conn.execute(insert(outbox), [row(MAIL_CONFIRM)])
+        conn.execute(insert(outbox), [row(MailKind.CONFIRM)])
     with engine.begin() as conn:  # an import, committed: another kind, not counted
-        conn.execute(insert(outbox), [row(MAIL_IMPORT_CONFIRM) for _ in range(300)])
+        conn.execute(insert(outbox), [row(MailKind.IMPORT_CONFIRM) for _ in range(300)])
     if engine.dialect.name == "postgresql":
         importer = engine.connect()
         writing = importer.begin()
-        importer.execute(insert(outbox), [row(MAIL_IMPORT_CONFIRM) for _ in range(300)])  # still uncommitted
+        importer.execute(insert(outbox), [row(MailKind.IMPORT_CONFIRM) for _ in range(300)])  # still uncommitted
         with engine.begin() as conn:
-            conn.execute(insert(outbox), [row(MAIL_CONFIRM)])  # a signup batch commits meanwhile
+            conn.execute(insert(outbox), [row(MailKind.CONFIRM)])  # a signup batch commits meanwhile
         with app.app_context(), engine.connect() as conn:
             assert hourly_budget(conn, app.config, utcnow()) == 98
         writing.commit()

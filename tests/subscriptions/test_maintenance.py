@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer.models import (
+    ConsentChannel,
     ConsentEvent,
     Delivery,
     Digest,
@@ -68,12 +69,12 @@ def test_a_new_signup_restarts_the_clock(app: Flask, client: FlaskClient, sessio
 def test_purge_withdraws_a_returning_readers_request(app: Flask, client: FlaskClient, session: Session) -> None:
     subscribe(client, app, "back@example.it")
     client.post(confirm_path(mails(session)[0]))
-    unsubscribe(session, subscriber(session, "back@example.it"), "link")
+    unsubscribe(session, subscriber(session, "back@example.it"), ConsentChannel.LINK)
     session.commit()
     erase_me = "erased@example.it"
     subscribe(client, app, erase_me)
     with app.app_context():
-        erase(session, subscriber(session, erase_me), "admin")
+        erase(session, subscriber(session, erase_me), ConsentChannel.ADMIN)
     session.commit()
     for reader in session.scalars(select(Subscriber)):
         reader.confirmations_sent = []

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailer.models import ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
+from mailer.models import ConsentChannel, ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
 from mailer.subscriptions import import_csv
 from mailer.subscriptions.addresses import erased_hash
 from mailer.tokens import preferences_token, unsubscribe_token
@@ -179,9 +179,9 @@ def test_two_erasures_at_once_are_one(app: Flask, session: Session, reader: Subs
     one, two = first.get(Subscriber, reader.id), second.get(Subscriber, reader.id)
     assert one is not None and two is not None
     with app.app_context():
-        assert erase(first, one, "link") is not None
+        assert erase(first, one, ConsentChannel.LINK) is not None
         first.commit()
-        assert erase(second, two, "admin") is None
+        assert erase(second, two, ConsentChannel.ADMIN) is None
     second.commit()
     first.close()
     second.close()

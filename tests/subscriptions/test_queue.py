@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from mailer import scheduler
 from mailer.db import get_engine
-from mailer.models import ConsentEvent, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
+from mailer.models import ConsentChannel, ConsentEvent, OutboundMail, QueuedSignup, Subscriber, SubscriberStatus, utcnow
 from mailer.subscriptions import erase, signup, worker
 from mailer.subscriptions.signup import apply_batch, apply_queue, backlog, claim_batch, enqueue
 from mailer.subscriptions.worker import SignupWorker
@@ -178,7 +178,7 @@ def test_a_signup_queued_before_an_erasure_does_not_bring_the_address_back(app: 
         enqueue(engine, req)
         token, rows = claim_batch(engine, limit=1)  # ...one of them already in a worker's hands
         reader = subscriber(session, "forget-me@example.it")
-        assert erase(session, reader, channel="link")  # ...when the reader asks to be erased
+        assert erase(session, reader, channel=ConsentChannel.LINK)  # ...when the reader asks to be erased
         session.commit()
         assert backlog(engine) == 1  # the unclaimed request went with the erasure
         assert apply_batch(app, engine, token, rows) == 1  # the claimed one is skipped

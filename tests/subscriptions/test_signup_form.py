@@ -11,9 +11,8 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailer.models import ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
+from mailer.models import ConsentChannel, ConsentEvent, OutboundMail, Subscriber, SubscriberStatus
 from mailer.subscriptions import unsubscribe
-from mailer.subscriptions.consent import LINK
 from tests.subscriptions.conftest import confirm_path, mails, started, subscribe, subscriber
 
 
@@ -96,7 +95,7 @@ def test_same_answer_for_every_state(app: Flask, client: FlaskClient, session: S
     for mail in mails(session, "confirmed@example.it"):
         client.post(confirm_path(mail))
     gone = subscriber(session, "gone@example.it")
-    unsubscribe(session, gone, LINK)
+    unsubscribe(session, gone, ConsentChannel.LINK)
     session.commit()
     bodies = {}
     for address in ("other@example.it", "pending@example.it", "confirmed@example.it", "gone@example.it"):
@@ -123,7 +122,7 @@ def test_returning_unsubscribed_reader_gets_a_fresh_confirmation(
     first_link = confirm_path(mails(session)[0])
     client.post(first_link)
     reader = subscriber(session, "mario@example.it")
-    unsubscribe(session, reader, LINK)
+    unsubscribe(session, reader, ConsentChannel.LINK)
     session.commit()
     # Eleven minutes later (past the per-address interval), the reader signs up again.
     reader.confirmations_sent = [

@@ -22,7 +22,7 @@ bp = Blueprint("feeds", __name__, template_folder="templates")
 @bp.before_request
 def _only_outside_production() -> None:
     """The demo does not exist in production."""
-    if current_app.config.get("ENV") == "production":
+    if current_app.config["ENV"] == "production":
         abort(404)
 
 

@@ -5,7 +5,8 @@ RSA (PKCS#1 "RSA PRIVATE KEY" or PKCS#8 "PRIVATE KEY") signs rsa-sha256,
 an Ed25519 PKCS#8 key ("PRIVATE KEY", as ``openssl genpkey -algorithm
 ed25519`` writes it) signs ed25519-sha256 (RFC 8463). Each reader's copy is
 signed after its final serialisation, and List-Unsubscribe and
-List-Unsubscribe-Post are in h=, as RFC 8058 asks.
+List-Unsubscribe-Post are in h=, as RFC 8058 asks. Not in ``delivery/``: the
+configuration loads and tries the key at start, and must not import a stage.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def _has_header(message: bytes, name: bytes) -> bool:
 
 def signer_from_config(config: Mapping[str, Any]) -> DkimSigner | None:
     """The signer of ``MAILER_DKIM_*``, or None when DKIM is not configured."""
-    domain, selector, key_file = (config.get(k) for k in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_KEY_FILE"))
+    domain, selector, key_file = (config[k] for k in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_KEY_FILE"))
     if not (domain and selector and key_file):
         return None
     try:
