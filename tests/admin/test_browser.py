@@ -17,6 +17,7 @@ missing = browser_missing()
 if missing:
     pytest.skip(f"browser tests skipped: {missing}", allow_module_level=True)
 
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -35,7 +36,8 @@ def test_log_in_find_a_reader_pause_and_resume(app, session, admin_account, brow
     for n in range(3):
         seed.delivery(session, made, seed.reader(session, f"lettore{n}@example.it"), DeliveryStatus.PENDING)
     session.commit()
-    wait = WebDriverWait(browser, 15)
+    # A page being replaced may answer for its old document: look again.
+    wait = WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException, WebDriverException))
 
     with live_server(app) as base:
         # Any admin page leads to the login form first.

@@ -76,11 +76,14 @@ def live(make_app, feed_server: FeedServer) -> Iterator[tuple[Flask, str]]:
 
 
 def wait_for(driver: Any, css: str, text: str | None = None, timeout: float = 10) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(driver, timeout)
+    # While the next page loads, an element found a moment ago may belong to the
+    # old document ("Node ... does not belong to the document"): look again.
+    wait = WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, WebDriverException))
     if text is not None:
         wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
     return wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
